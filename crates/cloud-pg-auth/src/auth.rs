@@ -1,0 +1,286 @@
+//! An engine's own credential: a token source behind a cache, with its background refresher.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::cache::{CacheOptions, RefreshTask, TokenCache};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{ConfigError, Error};
+use crate::settings::{AuthMethod, Settings};
+use crate::source::{SourceInfo, StaticPassword, TokenSource};
+use crate::status::AuthStatus;
+use crate::{AccessToken, Secret};
+
+/// Options of an [`Auth`].
+#[derive(Clone)]
+pub struct AuthOptions {
+    /// Keep the token fresh from a background task, so no connection open waits on the
+    /// identity endpoint. On by default.
+    pub background_refresh: bool,
+    /// Cache options; `Auth::from_settings` fills the policy and fallback from the settings.
+    pub cache: CacheOptions,
+    /// The clock (tests move a [`ManualClock`](crate::clock::ManualClock)).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        Self {
+            background_refresh: true,
+            cache: CacheOptions::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for AuthOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthOptions")
+            .field("background_refresh", &self.background_refresh)
+            .field("cache", &self.cache.policy)
+            .field("fallback_password", &self.cache.fallback_password.is_some())
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl AuthOptions {
+    /// Turns the background refresher on or off.
+    #[must_use]
+    pub fn background_refresh(mut self, on: bool) -> Self {
+        self.background_refresh = on;
+        self
+    }
+
+    /// Sets the clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the cache options.
+    #[must_use]
+    pub fn cache(mut self, cache: CacheOptions) -> Self {
+        self.cache = cache;
+        self
+    }
+}
+
+/// The credential one engine owns: a [`TokenCache`] over its own [`TokenSource`], and the
+/// background refresher if enabled.
+///
+/// Never share an `Auth` between engines or tokio runtimes: an HTTP client inside a cloud
+/// credential is bound to the runtime that first used it. [`Auth::dispose`] stops the
+/// refresher and drops the cache and source; afterwards `token()` returns
+/// [`Error::Disposed`]. Clones share the same credential.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    info: SourceInfo,
+    cache: Mutex<Option<TokenCache>>,
+    refresher: Mutex<Option<RefreshTask>>,
+    final_status: Mutex<Option<AuthStatus>>,
+}
+
+impl Auth {
+    /// Wraps `source`. Starts the refresher when `options.background_refresh` is set and a
+    /// tokio runtime is running (the refresher lives on that runtime).
+    #[must_use]
+    pub fn new(source: Arc<dyn TokenSource>, options: AuthOptions) -> Self {
+        let cache = TokenCache::with_options(source, options.cache, options.clock);
+        let refresher = if options.background_refresh {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                Some(cache.spawn_refresher())
+            } else {
+                tracing::warn!("no tokio runtime: background token refresh is off");
+                None
+            }
+        } else {
+            None
+        };
+        Self {
+            inner: Arc::new(Inner {
+                info: cache.source_info().clone(),
+                cache: Mutex::new(Some(cache)),
+                refresher: Mutex::new(refresher),
+                final_status: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Builds the source the settings name (password, Azure or AWS) and wraps it, with the
+    /// settings' refresh policy and fallback password. Each call creates a new credential.
+    pub async fn from_settings(
+        settings: &Settings,
+        mut options: AuthOptions,
+    ) -> Result<Self, Error> {
+        settings.validate()?;
+        let source = source_from_settings(settings).await?;
+        options.cache.policy = settings.refresh.clone();
+        if let Some(fallback) = &settings.fallback_password {
+            options.cache.fallback_password = Some(fallback.clone());
+        }
+        Ok(Self::new(source, options))
+    }
+
+    /// A token valid now. See [`TokenCache::token`].
+    pub async fn token(&self) -> Result<AccessToken, Error> {
+        let cache = self.cache()?;
+        cache.token().await
+    }
+
+    /// Drops `rejected` from the cache after the server refused it.
+    pub fn invalidate(&self, rejected: &Secret) {
+        if let Ok(cache) = self.cache() {
+            cache.invalidate(rejected);
+        }
+    }
+
+    /// A receiver that changes each time a new token arrives (see [`TokenCache::subscribe`]);
+    /// `changed()` fails once the credential is disposed or dropped.
+    pub fn token_changes(&self) -> Result<tokio::sync::watch::Receiver<u64>, Error> {
+        Ok(self.cache()?.subscribe())
+    }
+
+    /// Fetches a new token now.
+    pub async fn refresh_now(&self) -> Result<AccessToken, Error> {
+        self.cache()?.refresh_now().await
+    }
+
+    /// The status; after dispose, the last status before it.
+    #[must_use]
+    pub fn status(&self) -> AuthStatus {
+        match self.cache() {
+            Ok(cache) => cache.status(),
+            Err(_) => self
+                .inner
+                .final_status
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_else(|| TokenCache::new(Arc::new(StaticPassword::new(""))).status()),
+        }
+    }
+
+    /// What the source is.
+    #[must_use]
+    pub fn source_info(&self) -> &SourceInfo {
+        &self.inner.info
+    }
+
+    /// Stops the refresher (waiting until it has ended) and drops the cache and source.
+    /// Idempotent.
+    pub async fn dispose(&self) {
+        let refresher = self.inner.refresher.lock().unwrap().take();
+        if let Some(task) = refresher {
+            task.stop().await;
+        }
+        let cache = self.inner.cache.lock().unwrap().take();
+        if let Some(cache) = cache {
+            *self.inner.final_status.lock().unwrap() = Some(cache.status());
+            tracing::debug!(source = %self.inner.info.label(), "credential disposed");
+        }
+    }
+
+    /// Whether [`Auth::dispose`] ran.
+    #[must_use]
+    pub fn is_disposed(&self) -> bool {
+        self.inner.cache.lock().unwrap().is_none()
+    }
+
+    /// Whether the background refresher is running.
+    #[must_use]
+    pub fn refresher_running(&self) -> bool {
+        self.inner
+            .refresher
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    fn cache(&self) -> Result<TokenCache, Error> {
+        self.inner
+            .cache
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or(Error::Disposed)
+    }
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("source", &self.inner.info)
+            .field("disposed", &self.is_disposed())
+            .field("refresher_running", &self.refresher_running())
+            .finish()
+    }
+}
+
+/// Creates the token source the settings call for. Each call creates a new credential.
+pub async fn source_from_settings(settings: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
+    match settings.resolved_method()? {
+        AuthMethod::Password => {
+            let password = settings.password.clone().ok_or_else(|| {
+                ConfigError::new(
+                    "PGPASSWORD",
+                    "PGAUTH_METHOD=password needs a password; set PGPASSWORD",
+                )
+            })?;
+            Ok(Arc::new(StaticPassword::new(password)))
+        }
+        AuthMethod::Azure => azure_source(settings),
+        AuthMethod::Aws => aws_source(settings).await,
+        AuthMethod::Custom => Err(Error::Config(ConfigError::new(
+            "PGAUTH_METHOD",
+            "method custom needs a token source passed in code (the engine builder's token_source)",
+        ))),
+        AuthMethod::Auto => unreachable!("resolved_method never returns Auto"),
+    }
+}
+
+#[cfg(feature = "azure")]
+fn azure_source(settings: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
+    Ok(Arc::new(crate::azure::AzureSource::new(&settings.azure)?))
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure_source(_: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
+    Err(missing_feature("azure"))
+}
+
+#[cfg(feature = "aws")]
+async fn aws_source(settings: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
+    let host = settings.host.as_deref().unwrap_or_default();
+    let user = settings.user.as_deref().unwrap_or_default();
+    let source = crate::aws::AwsSource::load(
+        &settings.aws,
+        &crate::Env::from_process(),
+        host,
+        settings.port,
+        user,
+    )
+    .await?;
+    Ok(Arc::new(source))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_source(_: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
+    Err(missing_feature("aws"))
+}
+
+#[cfg(not(all(feature = "azure", feature = "aws")))]
+fn missing_feature(name: &str) -> Error {
+    Error::Config(ConfigError::new(
+        "PGAUTH_METHOD",
+        format!(
+            "{name} support is not compiled in; enable the feature \"{name}\" of cloud-pg-auth (or of the adapter crate)"
+        ),
+    ))
+}

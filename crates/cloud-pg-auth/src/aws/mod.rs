@@ -1,0 +1,441 @@
+//! IAM auth tokens for AWS RDS and Aurora.
+//!
+//! This module is always compiled: host and user name checks and the options are plain data.
+//! The token source itself, [`AwsSource`], needs the `aws` feature (aws-sdk-rds's
+//! `auth_token` generator and aws-config's default credentials chain).
+//!
+//! A token is a SigV4-presigned `connect` request for `host:port` and the database user,
+//! signed locally with the current AWS credentials, valid for 15 minutes or until the
+//! credentials expire, whichever comes first.
+
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+use crate::env::Env;
+use crate::error::ConfigError;
+
+#[cfg(feature = "aws")]
+mod source;
+#[cfg(feature = "aws")]
+pub use source::AwsSource;
+
+/// How long an RDS IAM token is valid at most.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
+
+/// The host name suffixes of RDS and Aurora endpoints (instances, clusters, proxies).
+const RDS_SUFFIXES: [&str; 2] = [".rds.amazonaws.com", ".rds.amazonaws.com.cn"];
+
+/// Whether `host` is an RDS or Aurora endpoint (`*.rds.amazonaws.com`, `*.rds.amazonaws.com.cn`).
+#[must_use]
+pub fn is_rds_host(host: &str) -> bool {
+    rds_prefix(host).is_some()
+}
+
+/// The part of an RDS host name before the RDS suffix, lower-cased.
+fn rds_prefix(host: &str) -> Option<String> {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    RDS_SUFFIXES
+        .iter()
+        .find_map(|suffix| host.strip_suffix(suffix))
+        .filter(|prefix| !prefix.is_empty() && !prefix.starts_with('.'))
+        .map(str::to_string)
+}
+
+/// The region in an RDS host name: `db.abc123.eu-west-1.rds.amazonaws.com` → `eu-west-1`.
+#[must_use]
+pub fn region_from_host(host: &str) -> Option<String> {
+    let prefix = rds_prefix(host)?;
+    let region = prefix.rsplit('.').next()?;
+    is_region(region).then(|| region.to_string())
+}
+
+/// Whether `s` is shaped like an AWS region (`us-east-1`, `us-gov-west-1`, `cn-north-1`).
+fn is_region(s: &str) -> bool {
+    s.contains('-')
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.ends_with(|c: char| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Checks that a database user name can go into a token. aws-sdk-rds does not encode the
+/// name and panics on one that is not URL-safe, so only RFC 3986 unreserved characters
+/// (letters, digits, `-`, `.`, `_`, `~`) are accepted.
+///
+/// # Errors
+///
+/// A [`ConfigError`] for `PGUSER` naming the offending character.
+pub fn validate_username(user: &str) -> Result<(), ConfigError> {
+    if user.is_empty() {
+        return Err(ConfigError::new(
+            "PGUSER",
+            "rds iam authentication needs a database user name; set PGUSER",
+        ));
+    }
+    if let Some(bad) = user
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
+    {
+        return Err(ConfigError::new(
+            "PGUSER",
+            format!(
+                "the user name {user:?} contains {bad:?}, which an rds iam token cannot carry; \
+                 use a role name made of letters, digits, '-', '.', '_' and '~'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the host that goes into a token and brackets a bare IPv6 address.
+pub(crate) fn signing_host(host: &str, setting: &str) -> Result<String, ConfigError> {
+    let host = host.trim();
+    if host.parse::<Ipv6Addr>().is_ok() {
+        return Ok(format!("[{host}]"));
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        if inner.parse::<Ipv6Addr>().is_ok() {
+            return Ok(host.to_string());
+        }
+    }
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if !valid {
+        return Err(ConfigError::new(
+            setting,
+            format!("{host:?} is not a host name that can be signed; use the rds endpoint name"),
+        ));
+    }
+    Ok(host.to_string())
+}
+
+/// Settings of the AWS token source. Build with [`AwsOptions::from_env`] or in code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsOptions {
+    /// The region to sign for (`AWS_REGION`, else `AWS_DEFAULT_REGION`); parsed from an RDS
+    /// host name when unset.
+    pub region: Option<String>,
+    /// The host name to sign instead of the one connected to (`PGAUTH_AWS_SIGNING_HOST`),
+    /// for SSH tunnels, proxies and jump boxes: the token names the RDS endpoint.
+    pub signing_host: Option<String>,
+    /// The port to sign instead of the one connected to (`PGAUTH_AWS_SIGNING_PORT`).
+    pub signing_port: Option<u16>,
+    /// The shared config profile for credentials (`AWS_PROFILE`).
+    pub profile: Option<String>,
+}
+
+/// Environment variables [`AwsOptions::from_env`] reads. `AwsSource::load` (feature `aws`)
+/// also reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, and
+/// aws-config's default chain reads the standard `AWS_*` variables of the process.
+pub const ENV_VARS: &[&str] = &[
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "PGAUTH_AWS_SIGNING_HOST",
+    "PGAUTH_AWS_SIGNING_PORT",
+    "AWS_PROFILE",
+];
+
+impl AwsOptions {
+    /// Reads the settings from `env` (see [`ENV_VARS`]).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the variable to fix.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let region = match (env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")) {
+            (Some(r), _) => Some(("AWS_REGION", r)),
+            (None, Some(r)) => Some(("AWS_DEFAULT_REGION", r)),
+            (None, None) => None,
+        };
+        let region = match region {
+            Some((name, r)) if !is_region(r.trim()) => {
+                return Err(ConfigError::new(
+                    name,
+                    format!("{r:?} is not an aws region; use one such as us-east-1"),
+                ));
+            }
+            Some((_, r)) => Some(r.trim().to_string()),
+            None => None,
+        };
+        let signing_host = match env.get("PGAUTH_AWS_SIGNING_HOST") {
+            Some(h) => {
+                signing_host(h, "PGAUTH_AWS_SIGNING_HOST")?;
+                Some(h.trim().to_string())
+            }
+            None => None,
+        };
+        let signing_port = match env.get("PGAUTH_AWS_SIGNING_PORT") {
+            Some(p) => Some(
+                p.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "PGAUTH_AWS_SIGNING_PORT",
+                            format!("{p:?} is not a port; use a number from 1 to 65535"),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            region,
+            signing_host,
+            signing_port,
+            profile: env.get("AWS_PROFILE").map(str::to_string),
+        })
+    }
+
+    /// The region to sign for: `region`, else parsed from the signing host, else from `host`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for `AWS_REGION` when none of them gives one.
+    pub fn resolve_region(&self, host: &str) -> Result<String, ConfigError> {
+        if let Some(region) = &self.region {
+            if !is_region(region) {
+                return Err(ConfigError::new(
+                    "AWS_REGION",
+                    format!("{region:?} is not an aws region; use one such as us-east-1"),
+                ));
+            }
+            return Ok(region.clone());
+        }
+        self.signing_host
+            .as_deref()
+            .and_then(region_from_host)
+            .or_else(|| region_from_host(host))
+            .ok_or_else(|| {
+                let signed = self.signing_host.as_deref().unwrap_or(host);
+                ConfigError::new(
+                    "AWS_REGION",
+                    format!(
+                        "cannot tell the aws region: {signed} is not an rds host name \
+                         (*.<region>.rds.amazonaws.com); set AWS_REGION"
+                    ),
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_rds(host: &str, rds: bool, region: Option<&str>) {
+        assert_eq!(is_rds_host(host), rds, "{host}");
+        assert_eq!(region_from_host(host).as_deref(), region, "{host}");
+    }
+
+    #[test]
+    fn rds_hosts_and_regions() {
+        check_rds(
+            "prod-instance.us-east-1.rds.amazonaws.com",
+            true,
+            Some("us-east-1"),
+        );
+        check_rds(
+            "db.cxyz123abc.eu-west-2.rds.amazonaws.com",
+            true,
+            Some("eu-west-2"),
+        );
+        check_rds(
+            "mycluster.cluster-ro-cxyz.ap-southeast-1.rds.amazonaws.com",
+            true,
+            Some("ap-southeast-1"),
+        );
+        check_rds(
+            "proxy.proxy-abc.us-gov-west-1.rds.amazonaws.com.",
+            true,
+            Some("us-gov-west-1"),
+        );
+        check_rds(
+            "DB.ABC.CN-NORTH-1.RDS.AMAZONAWS.COM.CN",
+            true,
+            Some("cn-north-1"),
+        );
+        check_rds("db.abc.rds.amazonaws.com", true, None);
+        check_rds("rds.amazonaws.com", false, None);
+        check_rds(".rds.amazonaws.com", false, None);
+        check_rds("db.us-east-1.rds.amazonaws.com.evil.example", false, None);
+        check_rds("db.postgres.database.azure.com", false, None);
+        check_rds("localhost", false, None);
+        check_rds("", false, None);
+    }
+
+    fn check_user(user: &str, ok: bool) {
+        let got = validate_username(user);
+        assert_eq!(got.is_ok(), ok, "{user:?}: {got:?}");
+        if let Err(e) = got {
+            assert_eq!(e.setting(), "PGUSER");
+        }
+    }
+
+    #[test]
+    fn usernames_must_be_url_safe() {
+        for user in ["peccy", "iam_user", "app-reader.v2", "A~b", "u1"] {
+            check_user(user, true);
+        }
+        for user in [
+            "",
+            "a b",
+            "a&b",
+            "a=b",
+            "user@example.com",
+            "a/b",
+            "a%20b",
+            "ü",
+            "a+b",
+            "a#b",
+            "a?b",
+            "a\nb",
+        ] {
+            check_user(user, false);
+        }
+        let e = validate_username("a b").unwrap_err();
+        assert!(e.message().contains("' '"), "{e}");
+    }
+
+    fn check_signing_host(host: &str, expected: Option<&str>) {
+        assert_eq!(
+            signing_host(host, "PGHOST").ok().as_deref(),
+            expected,
+            "{host}"
+        );
+    }
+
+    #[test]
+    fn signing_hosts() {
+        check_signing_host(
+            "db.us-east-1.rds.amazonaws.com",
+            Some("db.us-east-1.rds.amazonaws.com"),
+        );
+        check_signing_host("127.0.0.1", Some("127.0.0.1"));
+        check_signing_host("::1", Some("[::1]"));
+        check_signing_host("[fe80::1]", Some("[fe80::1]"));
+        check_signing_host("", None);
+        check_signing_host("a b", None);
+        check_signing_host("a/b", None);
+        check_signing_host("host:5432", None);
+        check_signing_host("[nope]", None);
+    }
+
+    type Expect = Result<AwsOptions, (&'static str, &'static str)>;
+
+    fn check_env(pairs: &[(&str, &str)], expected: Expect) {
+        let got = AwsOptions::from_env(&Env::from_pairs(pairs.iter().copied()));
+        match (got, expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{pairs:?}"),
+            (Err(e), Err((setting, fragment))) => {
+                assert_eq!(e.setting(), setting, "{pairs:?}: {e}");
+                assert!(e.message().contains(fragment), "{pairs:?}: {e}");
+            }
+            (got, _) => panic!("{pairs:?}: unexpected {got:?}"),
+        }
+    }
+
+    #[test]
+    fn options_from_env() {
+        check_env(&[], Ok(AwsOptions::default()));
+        check_env(
+            &[
+                ("AWS_REGION", "eu-west-1"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+            ],
+            Ok(AwsOptions {
+                region: Some("eu-west-1".into()),
+                ..Default::default()
+            }),
+        );
+        check_env(
+            &[("AWS_DEFAULT_REGION", "us-east-2")],
+            Ok(AwsOptions {
+                region: Some("us-east-2".into()),
+                ..Default::default()
+            }),
+        );
+        check_env(
+            &[
+                (
+                    "PGAUTH_AWS_SIGNING_HOST",
+                    "db.x.us-east-1.rds.amazonaws.com",
+                ),
+                ("PGAUTH_AWS_SIGNING_PORT", "5432"),
+                ("AWS_PROFILE", "dev"),
+            ],
+            Ok(AwsOptions {
+                region: None,
+                signing_host: Some("db.x.us-east-1.rds.amazonaws.com".into()),
+                signing_port: Some(5432),
+                profile: Some("dev".into()),
+            }),
+        );
+        check_env(
+            &[("AWS_REGION", "US East")],
+            Err(("AWS_REGION", "not an aws region")),
+        );
+        check_env(
+            &[("AWS_DEFAULT_REGION", "x")],
+            Err(("AWS_DEFAULT_REGION", "not an aws region")),
+        );
+        for port in ["0", "65536", "http", "-1"] {
+            check_env(
+                &[("PGAUTH_AWS_SIGNING_PORT", port)],
+                Err(("PGAUTH_AWS_SIGNING_PORT", "from 1 to 65535")),
+            );
+        }
+        check_env(
+            &[("PGAUTH_AWS_SIGNING_HOST", "db host")],
+            Err(("PGAUTH_AWS_SIGNING_HOST", "not a host name")),
+        );
+    }
+
+    fn check_region(options: AwsOptions, host: &str, expected: Result<&str, &str>) {
+        match (options.resolve_region(host), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{host}"),
+            (Err(e), Err(fragment)) => {
+                assert_eq!(e.setting(), "AWS_REGION");
+                assert!(e.message().contains(fragment), "{host}: {e}");
+            }
+            (got, _) => panic!("{host}: unexpected {got:?}"),
+        }
+    }
+
+    #[test]
+    fn regions_resolve_in_order() {
+        let rds = "db.abc.eu-central-1.rds.amazonaws.com";
+        check_region(AwsOptions::default(), rds, Ok("eu-central-1"));
+        check_region(
+            AwsOptions {
+                region: Some("us-west-2".into()),
+                ..Default::default()
+            },
+            rds,
+            Ok("us-west-2"),
+        );
+        check_region(
+            AwsOptions {
+                signing_host: Some("db.abc.sa-east-1.rds.amazonaws.com".into()),
+                ..Default::default()
+            },
+            "127.0.0.1",
+            Ok("sa-east-1"),
+        );
+        check_region(
+            AwsOptions::default(),
+            "localhost",
+            Err("localhost is not an rds host name"),
+        );
+        check_region(
+            AwsOptions {
+                region: Some("bogus".into()),
+                ..Default::default()
+            },
+            rds,
+            Err("not an aws region"),
+        );
+    }
+}

@@ -1,0 +1,465 @@
+//! [`AzureSource`]: Entra tokens from a managed identity, workload identity, a client secret,
+//! the Azure CLI or any caller-supplied `TokenCredential`.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::TokenCredential;
+use azure_core::error::ErrorKind;
+use azure_core::http::{ClientOptions, HttpClient, RetryOptions, Transport};
+use azure_identity::{
+    AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredentialOptions,
+    ClientSecretCredential, ClientSecretCredentialOptions, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
+};
+
+use super::http::{
+    CliExecutor, FactsSlot, LAST_RESPONSE, RecordingClient, ResponseFacts, build_client,
+};
+use super::managed_identity::{ManagedIdentityClient, RawToken};
+use super::{AzureCredentialKind, AzureOptions, Choice, DEFAULT_TIMEOUT, JwtClaims};
+use crate::error::{ConfigError, Error, TokenError, TokenErrorKind};
+use crate::source::{SourceInfo, TokenSource};
+use crate::{AccessToken, Secret, rfc3339};
+
+/// Microsoft Entra tokens for Azure Database for PostgreSQL.
+///
+/// Each source owns its credential and its HTTP client: build one per engine, never share a
+/// credential between engines or tokio runtimes. The HTTP client keeps no idle connections,
+/// so a source keeps working when the runtime it was first used on is gone.
+///
+/// One [`fetch`](TokenSource::fetch) asks once: retries and refresh belong to the
+/// [`TokenCache`](crate::TokenCache). azure_identity's own retry policy is switched off, and
+/// its built-in cache (which drops a still-valid token when a refresh fails) sits below ours,
+/// which keeps serving the valid token.
+pub struct AzureSource {
+    backend: Backend,
+    scope: String,
+    info: SourceInfo,
+    origin: String,
+    timeout: Duration,
+    kind: Option<AzureCredentialKind>,
+}
+
+enum Backend {
+    ManagedIdentity(ManagedIdentityClient),
+    Credential(Arc<dyn TokenCredential>),
+}
+
+impl AzureSource {
+    /// Builds the credential the options call for (for `auto`, the first configured one).
+    /// Synchronous and without network traffic; a workload identity's token file is read here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when settings are missing or contradict each other (the message says
+    /// what `auto` found), [`Error::Tls`] when the https client cannot be built.
+    pub fn new(options: &AzureOptions) -> Result<Self, Error> {
+        Self::build(options, None)
+    }
+
+    /// Like [`new`](Self::new), with every HTTP request sent through `client` (an azure_core
+    /// transport): for proxies, tests, or routing the VM metadata endpoint elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_http_client(
+        options: &AzureOptions,
+        client: Arc<dyn HttpClient>,
+    ) -> Result<Self, Error> {
+        Self::build(options, Some(client))
+    }
+
+    /// A source over a caller-supplied credential. `info` describes it for status output
+    /// (for example `SourceInfo::new("azure").credential_kind("custom")`).
+    #[must_use]
+    pub fn from_credential(
+        credential: Arc<dyn TokenCredential>,
+        scope: impl Into<String>,
+        info: SourceInfo,
+    ) -> Self {
+        Self {
+            backend: Backend::Credential(credential),
+            scope: scope.into(),
+            origin: info.label(),
+            info,
+            timeout: DEFAULT_TIMEOUT,
+            kind: None,
+        }
+    }
+
+    /// Sets the time allowed for one fetch (default [`DEFAULT_TIMEOUT`], or the options').
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The scope tokens are requested for.
+    #[must_use]
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// The credential kind in use (`auto` resolved); `None` for a caller-supplied credential.
+    #[must_use]
+    pub fn credential_kind(&self) -> Option<AzureCredentialKind> {
+        self.kind
+    }
+
+    fn build(options: &AzureOptions, client: Option<Arc<dyn HttpClient>>) -> Result<Self, Error> {
+        options.validate()?;
+        let choice = options.choose(|| options.find_az())?;
+        let kind = choice.kind();
+        let scope = options.effective_scope().to_string();
+        let http = |identity_endpoint: bool| -> Result<Arc<dyn HttpClient>, Error> {
+            let inner = match &client {
+                Some(client) => Arc::clone(client),
+                None => build_client(options, identity_endpoint)?,
+            };
+            Ok(Arc::new(RecordingClient::new(inner)))
+        };
+        let info = SourceInfo::new("azure")
+            .cloud(options.cloud.as_str())
+            .credential_kind(kind.as_str());
+        let token_endpoint = |tenant: &str| {
+            format!(
+                "{}/{tenant}/oauth2/v2.0/token",
+                options.effective_authority_host()
+            )
+        };
+
+        let (backend, info) = match choice {
+            Choice::ManagedIdentity {
+                endpoint,
+                user_assigned,
+            } => {
+                let label = user_assigned
+                    .as_ref()
+                    .map_or_else(|| "system-assigned".to_string(), |id| id.label());
+                let client =
+                    ManagedIdentityClient::new(http(true)?, endpoint, user_assigned, &scope)?;
+                let info = info
+                    .identity(format!("{label} ({})", client.protocol()))
+                    .endpoint(client.endpoint());
+                (Backend::ManagedIdentity(client), info)
+            }
+            Choice::WorkloadIdentity {
+                token_file,
+                client_id,
+                tenant_id,
+            } => {
+                let credential =
+                    WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                        credential_options: ClientAssertionCredentialOptions {
+                            client_options: entra_client_options(options, http(false)?),
+                        },
+                        client_id: Some(client_id.clone()),
+                        tenant_id: Some(tenant_id.clone()),
+                        token_file_path: Some(token_file.clone()),
+                        ..Default::default()
+                    }))
+                    .map_err(|e| {
+                        ConfigError::new(
+                            "AZURE_FEDERATED_TOKEN_FILE",
+                            format!(
+                                "cannot set up workload identity with the token file {}: {}",
+                                token_file.display(),
+                                chain(&e)
+                            ),
+                        )
+                    })?;
+                let info = info
+                    .identity(format!("client id {client_id}"))
+                    .endpoint(token_endpoint(&tenant_id));
+                (Backend::Credential(credential), info)
+            }
+            Choice::ClientSecret {
+                tenant_id,
+                client_id,
+                secret,
+            } => {
+                let credential = ClientSecretCredential::new(
+                    &tenant_id,
+                    client_id.clone(),
+                    azure_core::credentials::Secret::new(secret.expose().to_string()),
+                    Some(ClientSecretCredentialOptions {
+                        client_options: entra_client_options(options, http(false)?),
+                    }),
+                )
+                .map_err(|e| {
+                    ConfigError::new(
+                        "AZURE_CLIENT_ID",
+                        format!("cannot set up the client secret credential: {}", chain(&e)),
+                    )
+                })?;
+                let info = info
+                    .identity(format!("client id {client_id}"))
+                    .endpoint(token_endpoint(&tenant_id));
+                (Backend::Credential(credential), info)
+            }
+            Choice::Cli { program } => {
+                let Some(program) = program else {
+                    return Err(ConfigError::new(
+                        "PGAUTH_AZURE_CREDENTIAL",
+                        "the azure cli (az) was not found on PATH; install it and run az login, \
+                         or choose another credential with PGAUTH_AZURE_CREDENTIAL",
+                    )
+                    .into());
+                };
+                let credential = AzureCliCredential::new(Some(AzureCliCredentialOptions {
+                    executor: Some(Arc::new(CliExecutor::new(options.cli_search_path.clone()))),
+                    ..Default::default()
+                }))
+                .map_err(|e| {
+                    ConfigError::new(
+                        "PGAUTH_AZURE_CREDENTIAL",
+                        format!("cannot set up the azure cli credential: {}", chain(&e)),
+                    )
+                })?;
+                let info = info.endpoint(program.display().to_string());
+                (Backend::Credential(credential), info)
+            }
+        };
+        tracing::debug!(source = %info.label(), "azure token source ready");
+        Ok(Self {
+            backend,
+            scope,
+            origin: info.label(),
+            info,
+            timeout: options.timeout,
+            kind: Some(kind),
+        })
+    }
+
+    async fn fetch_raw(&self, slot: &FactsSlot) -> Result<RawToken, TokenError> {
+        match &self.backend {
+            Backend::ManagedIdentity(client) => client.fetch(&self.origin).await,
+            Backend::Credential(credential) => {
+                let scopes = [self.scope.as_str()];
+                match credential.get_token(&scopes, None).await {
+                    Ok(token) => Ok(RawToken {
+                        secret: Secret::new(token.token.secret()),
+                        expires_on: unix_time(token.expires_on.unix_timestamp()),
+                    }),
+                    Err(e) => {
+                        let facts = *slot.lock().unwrap();
+                        Err(classify(e, facts, self.kind, &self.origin))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for AzureSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureSource")
+            .field("info", &self.info)
+            .field("scope", &self.scope)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl TokenSource for AzureSource {
+    async fn fetch(&self) -> Result<AccessToken, TokenError> {
+        let slot = FactsSlot::default();
+        let attempt = LAST_RESPONSE.scope(
+            Arc::clone(&slot),
+            tokio::time::timeout(self.timeout, self.fetch_raw(&slot)),
+        );
+        let raw = match attempt.await {
+            Ok(result) => result?,
+            Err(_elapsed) => {
+                return Err(TokenError::new(
+                    TokenErrorKind::Transient,
+                    &self.origin,
+                    format!(
+                        "no token within {:?}; the identity endpoint is slow or unreachable",
+                        self.timeout
+                    ),
+                ));
+            }
+        };
+        finish(raw, &self.origin, SystemTime::now())
+    }
+
+    fn info(&self) -> SourceInfo {
+        self.info.clone()
+    }
+}
+
+/// Client options for the Entra credentials: our transport, no SDK retries (the cache
+/// retries), and the authority set explicitly so that azure_identity never reads
+/// `AZURE_AUTHORITY_HOST` from the process environment.
+fn entra_client_options(options: &AzureOptions, http: Arc<dyn HttpClient>) -> ClientOptions {
+    let mut cloud = CustomConfiguration::default();
+    cloud.authority_host = options.effective_authority_host().to_string();
+    ClientOptions {
+        transport: Some(Transport::new(http)),
+        retry: RetryOptions::none(),
+        cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
+        ..Default::default()
+    }
+}
+
+/// Checks a token and turns it into an [`AccessToken`]: the expiry is the earlier of the
+/// endpoint's and the JWT's `exp`; the details come from the JWT claims.
+pub(crate) fn finish(
+    raw: RawToken,
+    origin: &str,
+    now: SystemTime,
+) -> Result<AccessToken, TokenError> {
+    if raw.secret.is_empty() {
+        return Err(TokenError::new(
+            TokenErrorKind::Transient,
+            origin,
+            "the identity endpoint returned an empty token",
+        ));
+    }
+    let claims = JwtClaims::parse(raw.secret.expose());
+    let expires_at = match claims.as_ref().and_then(JwtClaims::expires_at) {
+        Some(exp) => exp.min(raw.expires_on),
+        None => raw.expires_on,
+    };
+    if expires_at <= now {
+        return Err(TokenError::new(
+            TokenErrorKind::Transient,
+            origin,
+            format!(
+                "the identity endpoint returned a token that expired at {} (now {}); if this \
+                 machine's clock is wrong, fix it",
+                rfc3339(expires_at),
+                rfc3339(now)
+            ),
+        ));
+    }
+    let details = claims.map(|c| c.details()).unwrap_or_default();
+    Ok(AccessToken::new(raw.secret)
+        .with_expiry(expires_at)
+        .with_details(details))
+}
+
+fn unix_time(seconds: i64) -> SystemTime {
+    u64::try_from(seconds)
+        .ok()
+        .and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Sorts an azure_identity failure into a kind, with a message that says what to check.
+fn classify(
+    error: azure_core::Error,
+    facts: Option<ResponseFacts>,
+    kind: Option<AzureCredentialKind>,
+    origin: &str,
+) -> TokenError {
+    let status = http_status(&error).or(facts.map(|f| f.status).filter(|s| *s >= 400));
+    let retry_after = facts.and_then(|f| f.retry_after);
+    let text = chain(&error);
+    let check = match kind {
+        Some(AzureCredentialKind::WorkloadIdentity) => {
+            "check AZURE_CLIENT_ID, AZURE_TENANT_ID and the federated credential of the app \
+             registration or managed identity"
+        }
+        Some(AzureCredentialKind::ClientSecret) => {
+            "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (it may have expired)"
+        }
+        _ => "check the credential's settings",
+    };
+    let (token_kind, message) = match status {
+        Some(429) => (
+            TokenErrorKind::Throttled,
+            "entra is throttling token requests (HTTP 429)".to_string(),
+        ),
+        Some(s @ (400 | 401 | 403)) => (
+            TokenErrorKind::Rejected,
+            format!("entra refused the credential (HTTP {s}); {check}"),
+        ),
+        Some(s) => (
+            TokenErrorKind::Transient,
+            format!("the token endpoint failed (HTTP {s})"),
+        ),
+        None if kind == Some(AzureCredentialKind::Cli) => {
+            let lower = text.to_ascii_lowercase();
+            if lower.contains("az login") || lower.contains("aadsts") {
+                (
+                    TokenErrorKind::Rejected,
+                    "the azure cli has no valid login; run az login".to_string(),
+                )
+            } else if lower.contains("not found on path") || lower.contains("wasn't found") {
+                (
+                    TokenErrorKind::Config,
+                    "the azure cli (az) was not found; install it and run az login, or choose \
+                     another credential with PGAUTH_AZURE_CREDENTIAL"
+                        .to_string(),
+                )
+            } else {
+                (
+                    TokenErrorKind::Transient,
+                    "the azure cli could not give a token".to_string(),
+                )
+            }
+        }
+        None => match innermost_kind(&error) {
+            ErrorKind::Connection | ErrorKind::Io => (
+                TokenErrorKind::Transient,
+                "cannot reach the token endpoint".to_string(),
+            ),
+            ErrorKind::DataConversion => (
+                TokenErrorKind::Transient,
+                "the token endpoint's answer is not a token response".to_string(),
+            ),
+            _ => (
+                TokenErrorKind::Transient,
+                "the credential failed".to_string(),
+            ),
+        },
+    };
+    let token_error = TokenError::new(token_kind, origin, message).with_cause(error);
+    match retry_after {
+        Some(after) => token_error.with_retry_after(after),
+        None => token_error,
+    }
+}
+
+/// The HTTP status anywhere in an azure_core error chain.
+fn http_status(error: &azure_core::Error) -> Option<u16> {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = next {
+        if let Some(status) = e
+            .downcast_ref::<azure_core::Error>()
+            .and_then(azure_core::Error::http_status)
+        {
+            return Some(u16::from(status));
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// The kind of the innermost azure_core error (azure_identity wraps everything in
+/// `Credential`).
+fn innermost_kind(error: &azure_core::Error) -> ErrorKind {
+    let mut kind = error.kind().clone();
+    let mut next = error.source();
+    while let Some(e) = next {
+        if let Some(inner) = e.downcast_ref::<azure_core::Error>() {
+            kind = inner.kind().clone();
+        }
+        next = e.source();
+    }
+    kind
+}
+
+/// An error and its causes on one line.
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    crate::chain_text(error).replace('\n', " ")
+}

@@ -1,0 +1,37 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod auth;
+pub mod aws;
+pub mod azure;
+mod cache;
+pub mod clock;
+#[cfg(feature = "tokio-postgres")]
+mod connect;
+pub mod env;
+mod error;
+#[cfg(feature = "tokio-postgres")]
+pub mod migrate;
+mod secret;
+pub mod settings;
+mod source;
+mod status;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+pub mod tls;
+mod token;
+
+pub use auth::{Auth, AuthOptions, source_from_settings};
+pub use cache::{CacheOptions, RefreshPolicy, RefreshTask, TokenCache};
+#[cfg(feature = "tokio-postgres")]
+pub use connect::{ConnectorStats, PgConnector, RawConnection};
+pub use env::Env;
+pub use error::{BoxError, ConfigError, Error, TokenError, TokenErrorKind, chain_text};
+pub use secret::Secret;
+pub use settings::{AuthMethod, RootCerts, Settings, SslMode};
+pub use source::{CallbackSource, SourceInfo, StaticPassword, TokenSource};
+pub use status::{AuthStatus, EngineStatus, PoolStatus, rfc3339};
+pub use token::{AccessToken, TokenDetails, UsernameSource};
+
+#[cfg(feature = "tokio-postgres")]
+pub use tokio_postgres;

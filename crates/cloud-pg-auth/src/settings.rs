@@ -1,0 +1,1080 @@
+//! Connection settings: a `postgres://` URL, the libpq environment and `PGAUTH_*` variables.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+
+use crate::aws::AwsOptions;
+use crate::azure::AzureOptions;
+use crate::cache::RefreshPolicy;
+use crate::error::ConfigError;
+use crate::{Env, Secret};
+
+/// How the password is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// A static password (`PGPASSWORD` or the URL): the backward-compatible path.
+    Password,
+    /// A Microsoft Entra access token (Azure Database for PostgreSQL).
+    Azure,
+    /// An RDS IAM auth token (AWS RDS and Aurora).
+    Aws,
+    /// Decide from the settings: a password → password; an Azure host → azure; an RDS host → aws.
+    #[default]
+    Auto,
+    /// A token source passed in code (a [`CallbackSource`](crate::CallbackSource) or your own
+    /// [`TokenSource`](crate::TokenSource)); treated like a token for TLS. Not read from the
+    /// environment: engines' `token_source(..)` builders set it when the method is `Auto`.
+    Custom,
+}
+
+impl AuthMethod {
+    /// The name used in settings and status output.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Azure => "azure",
+            Self::Aws => "aws",
+            Self::Auto => "auto",
+            Self::Custom => "custom",
+        }
+    }
+
+    /// Whether the method sends a token as the password (so TLS must be verified).
+    #[must_use]
+    pub fn is_token(self) -> bool {
+        matches!(self, Self::Azure | Self::Aws | Self::Custom)
+    }
+}
+
+impl FromStr for AuthMethod {
+    type Err = ConfigError;
+
+    fn from_str(value: &str) -> Result<Self, ConfigError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "password" => Ok(Self::Password),
+            "azure" | "entra" => Ok(Self::Azure),
+            "aws" | "iam" => Ok(Self::Aws),
+            "auto" => Ok(Self::Auto),
+            v if v.contains(',') || v.contains('+') || v.contains(' ') => Err(ConfigError::new(
+                "PGAUTH_METHOD",
+                format!(
+                    "{value:?} names more than one method; choose one of password, azure, aws or auto"
+                ),
+            )),
+            _ => Err(ConfigError::new(
+                "PGAUTH_METHOD",
+                format!("unknown method {value:?}; use password, azure, aws or auto"),
+            )),
+        }
+    }
+}
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS if the server offers it, without certificate checks; plaintext otherwise.
+    Prefer,
+    /// TLS without certificate checks (for token methods: checked as `verify-full`).
+    Require,
+    /// TLS, certificate chain checked, host name not checked.
+    VerifyCa,
+    /// TLS, certificate chain and host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether the server certificate's chain is checked.
+    #[must_use]
+    pub fn verifies(self) -> bool {
+        matches!(self, Self::VerifyCa | Self::VerifyFull)
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = ConfigError;
+
+    fn from_str(value: &str) -> Result<Self, ConfigError> {
+        match value {
+            "disable" => Ok(Self::Disable),
+            // libpq's `allow` tries plaintext first; we never prefer plaintext.
+            "allow" | "prefer" => Ok(Self::Prefer),
+            "require" => Ok(Self::Require),
+            "verify-ca" => Ok(Self::VerifyCa),
+            "verify-full" => Ok(Self::VerifyFull),
+            _ => Err(ConfigError::new(
+                "PGSSLMODE",
+                format!(
+                    "unknown sslmode {value:?}; use disable, prefer, require, verify-ca or verify-full"
+                ),
+            )),
+        }
+    }
+}
+
+/// Where the root certificates for `verify-ca`/`verify-full` come from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RootCerts {
+    /// The Mozilla roots compiled in (webpki-roots): Azure's servers chain to them.
+    #[default]
+    Bundled,
+    /// The operating system's store (`sslrootcert=system`).
+    System,
+    /// A PEM file, such as the RDS global bundle or a test CA (`sslrootcert=FILE`).
+    File(PathBuf),
+}
+
+/// Everything needed to reach one server and log in.
+///
+/// Built from the environment ([`Settings::from_env`]), a URL ([`Settings::from_url`]) or
+/// in code (`Settings { host: Some(..), ..Default::default() }` plus the builder methods).
+/// [`Settings::validate`] fails fast with a message that names the setting to change.
+#[derive(Clone)]
+pub struct Settings {
+    /// Server host name or IP address (`PGHOST`).
+    pub host: Option<String>,
+    /// Server port (`PGPORT`), 5432 by default.
+    pub port: u16,
+    /// Database (`PGDATABASE`); the user name when unset, as in libpq.
+    pub dbname: Option<String>,
+    /// Login role (`PGUSER`). For Azure it may be derived from the token.
+    pub user: Option<String>,
+    /// A static password (`PGPASSWORD`): only with the password method.
+    pub password: Option<Secret>,
+    /// How the password is obtained (`PGAUTH_METHOD`).
+    pub method: AuthMethod,
+    /// `PGSSLMODE`. `None`: `verify-full` for token methods, `prefer` for passwords (libpq's default).
+    pub ssl_mode: Option<SslMode>,
+    /// `PGSSLROOTCERT`.
+    pub root_certs: RootCerts,
+    /// `PGAPPNAME`.
+    pub application_name: Option<String>,
+    /// `PGCONNECT_TIMEOUT`.
+    pub connect_timeout: Option<Duration>,
+    /// Allow a token over plaintext or an unverified certificate, for loopback hosts only
+    /// (`PGAUTH_INSECURE_LOOPBACK=1`): test set-ups such as an SSH tunnel or a local proxy.
+    pub insecure_loopback: bool,
+    /// A password to use when the token source fails and no valid token remains
+    /// (`PGAUTH_FALLBACK_PASSWORD`). Each use is counted in the status and logged.
+    pub fallback_password: Option<Secret>,
+    /// Azure options (`PGAUTH_AZURE_*`, `AZURE_*`).
+    pub azure: AzureOptions,
+    /// AWS options (`AWS_REGION`, `PGAUTH_AWS_*`).
+    pub aws: AwsOptions,
+    /// Refresh timing of the token cache.
+    pub refresh: RefreshPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: 5432,
+            dbname: None,
+            user: None,
+            password: None,
+            method: AuthMethod::Auto,
+            ssl_mode: None,
+            root_certs: RootCerts::Bundled,
+            application_name: None,
+            connect_timeout: None,
+            insecure_loopback: false,
+            fallback_password: None,
+            azure: AzureOptions::default(),
+            aws: AwsOptions::default(),
+            refresh: RefreshPolicy::default(),
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("method", &self.method)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("root_certs", &self.root_certs)
+            .field("application_name", &self.application_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("insecure_loopback", &self.insecure_loopback)
+            .field("fallback_password", &self.fallback_password)
+            .field("azure", &self.azure)
+            .field("aws", &self.aws)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The variables [`Settings::from_env`] reads, for documentation and diagnostics.
+pub const ENV_VARS: &[&str] = &[
+    "DATABASE_URL",
+    "PGHOST",
+    "PGPORT",
+    "PGDATABASE",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGAPPNAME",
+    "PGCONNECT_TIMEOUT",
+    "PGAUTH_METHOD",
+    "PGAUTH_INSECURE_LOOPBACK",
+    "PGAUTH_FALLBACK_PASSWORD",
+];
+
+impl Settings {
+    /// Reads the process environment, then validates.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_vars(&Env::from_process())
+    }
+
+    /// Reads settings from `env`: the libpq variables, `DATABASE_URL` (whose parts win over
+    /// the separate variables, as a libpq connection string does), `PGAUTH_*` and the cloud
+    /// variables. Validates before returning.
+    pub fn from_env_vars(env: &Env) -> Result<Self, ConfigError> {
+        let mut s = Self {
+            host: env.get("PGHOST").map(str::to_string),
+            dbname: env.get("PGDATABASE").map(str::to_string),
+            user: env.get("PGUSER").map(str::to_string),
+            password: env.get("PGPASSWORD").map(Secret::new),
+            application_name: env.get("PGAPPNAME").map(str::to_string),
+            ..Self::default()
+        };
+        if let Some(port) = env.get("PGPORT") {
+            s.port = parse_port("PGPORT", port)?;
+        }
+        if let Some(mode) = env.get("PGSSLMODE") {
+            s.ssl_mode = Some(mode.parse()?);
+        }
+        if let Some(root) = env.get("PGSSLROOTCERT") {
+            s.root_certs = parse_root_certs(root);
+        }
+        if let Some(timeout) = env.get("PGCONNECT_TIMEOUT") {
+            s.connect_timeout = parse_timeout("PGCONNECT_TIMEOUT", timeout)?;
+        }
+        if let Some(method) = env.get("PGAUTH_METHOD") {
+            s.method = method.parse()?;
+        }
+        if let Some(flag) = env.get("PGAUTH_INSECURE_LOOPBACK") {
+            s.insecure_loopback = parse_bool("PGAUTH_INSECURE_LOOPBACK", flag)?;
+        }
+        s.fallback_password = env.get("PGAUTH_FALLBACK_PASSWORD").map(Secret::new);
+        if let Some(url) = env.get("DATABASE_URL") {
+            s.apply_url("DATABASE_URL", url)?;
+        }
+        s.azure = AzureOptions::from_env(env)?;
+        s.aws = AwsOptions::from_env(env)?;
+        check_one_cloud(env, s.resolved_method_lenient())?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Parses a `postgres://` or `postgresql://` URL, then validates. Query parameters take
+    /// libpq's names (`sslmode`, `sslrootcert`, `application_name`, `connect_timeout`) plus
+    /// `pgauth_method` and `pgauth_insecure_loopback`.
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let mut s = Self::default();
+        s.apply_url("url", url)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn apply_url(&mut self, setting: &str, raw: &str) -> Result<(), ConfigError> {
+        let bad = |msg: String| ConfigError::new(setting, msg);
+        let rest = raw
+            .strip_prefix("postgres://")
+            .or_else(|| raw.strip_prefix("postgresql://"))
+            .ok_or_else(|| bad("must start with postgres:// or postgresql://".to_string()))?;
+        let (before_query, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, path) = match before_query.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (before_query, None),
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        if let Some(userinfo) = userinfo {
+            let (user, password) = match userinfo.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (userinfo, None),
+            };
+            let user = decode(setting, "user name", user)?;
+            if !user.is_empty() {
+                self.user = Some(user);
+            }
+            if let Some(p) = password {
+                self.password = Some(Secret::new(decode(setting, "password", p)?));
+            }
+        }
+        if !hostport.is_empty() {
+            if hostport.contains(',') {
+                return Err(bad(
+                    "lists several hosts; give one host (each token is signed or issued for one server)"
+                        .to_string(),
+                ));
+            }
+            let (host, port) = split_host_port(hostport).map_err(bad)?;
+            if !host.is_empty() {
+                self.host = Some(decode(setting, "host", host)?);
+            }
+            if let Some(port) = port {
+                self.port = parse_port(&format!("{setting} port"), port)?;
+            }
+        }
+        if let Some(path) = path {
+            let db = decode(setting, "database", path)?;
+            if !db.is_empty() {
+                self.dbname = Some(db);
+            }
+        }
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                bad(format!(
+                    "query parameter {pair:?} has no value; write name=value"
+                ))
+            })?;
+            let value = decode(setting, key, value)?;
+            let name = format!("{setting} {key}");
+            match key {
+                "sslmode" => {
+                    self.ssl_mode = Some(
+                        value
+                            .parse()
+                            .map_err(|e: ConfigError| ConfigError::new(name, e.message()))?,
+                    )
+                }
+                "sslrootcert" => self.root_certs = parse_root_certs(&value),
+                "application_name" => self.application_name = Some(value),
+                "connect_timeout" => self.connect_timeout = parse_timeout(&name, &value)?,
+                "host" => self.host = Some(value),
+                "port" => self.port = parse_port(&name, &value)?,
+                "user" => self.user = Some(value),
+                "dbname" => self.dbname = Some(value),
+                "password" => self.password = Some(Secret::new(value)),
+                "pgauth_method" => {
+                    let method: AuthMethod = value
+                        .parse()
+                        .map_err(|e: ConfigError| ConfigError::new(name.clone(), e.message()))?;
+                    if self.method != AuthMethod::Auto
+                        && method != AuthMethod::Auto
+                        && method != self.method
+                    {
+                        return Err(ConfigError::new(
+                            name,
+                            format!(
+                                "says {} but PGAUTH_METHOD says {}; two methods at once, keep one",
+                                method.as_str(),
+                                self.method.as_str()
+                            ),
+                        ));
+                    }
+                    self.method = method;
+                }
+                "pgauth_insecure_loopback" => self.insecure_loopback = parse_bool(&name, &value)?,
+                _ => {
+                    return Err(bad(format!(
+                        "unknown query parameter {key:?}; supported: sslmode, sslrootcert, application_name, connect_timeout, host, port, user, dbname, password, pgauth_method, pgauth_insecure_loopback"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The method in force: `method` itself, or what `Auto` picks from the settings.
+    pub fn resolved_method(&self) -> Result<AuthMethod, ConfigError> {
+        if self.method != AuthMethod::Auto {
+            return Ok(self.method);
+        }
+        if self.password.is_some() {
+            return Ok(AuthMethod::Password);
+        }
+        let host = self.host.as_deref().unwrap_or("");
+        if crate::azure::cloud_for_host(host).is_some() {
+            return Ok(AuthMethod::Azure);
+        }
+        if crate::aws::is_rds_host(host) {
+            return Ok(AuthMethod::Aws);
+        }
+        Err(ConfigError::new(
+            "PGAUTH_METHOD",
+            "cannot tell how to log in: set PGAUTH_METHOD to password, azure or aws (auto picks password when PGPASSWORD is set, azure for *.postgres.database.azure.com hosts, aws for *.rds.amazonaws.com hosts)",
+        ))
+    }
+
+    fn resolved_method_lenient(&self) -> Option<AuthMethod> {
+        self.resolved_method().ok()
+    }
+
+    /// The sslmode in force: the configured one, or the default for the method.
+    pub fn effective_ssl_mode(&self) -> Result<SslMode, ConfigError> {
+        let method = self.resolved_method()?;
+        Ok(self.ssl_mode.unwrap_or(if method.is_token() {
+            SslMode::VerifyFull
+        } else {
+            SslMode::Prefer
+        }))
+    }
+
+    /// Whether the host is a loopback address or `localhost`.
+    #[must_use]
+    pub fn host_is_loopback(&self) -> bool {
+        self.host.as_deref().is_some_and(is_loopback)
+    }
+
+    /// Checks the settings together; the error names the setting to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let method = self.resolved_method()?;
+        let host = self.host.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                "PGHOST",
+                "no server host; set PGHOST or give a host in DATABASE_URL",
+            )
+        })?;
+        if host.trim().is_empty() || host.chars().any(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "PGHOST",
+                format!("{host:?} is not a host name"),
+            ));
+        }
+        if self.port == 0 {
+            return Err(ConfigError::new(
+                "PGPORT",
+                "must be a number from 1 to 65535",
+            ));
+        }
+        if let Some(user) = &self.user
+            && (user.is_empty() || user.contains('\0'))
+        {
+            return Err(ConfigError::new(
+                "PGUSER",
+                "is empty or contains a NUL byte",
+            ));
+        }
+        let mode = self.effective_ssl_mode()?;
+        match method {
+            AuthMethod::Password => {
+                let Some(password) = &self.password else {
+                    return Err(ConfigError::new(
+                        "PGPASSWORD",
+                        "PGAUTH_METHOD=password needs a password; set PGPASSWORD (or give one in DATABASE_URL), or choose PGAUTH_METHOD=azure or aws",
+                    ));
+                };
+                if password.is_empty() {
+                    return Err(ConfigError::new(
+                        "PGPASSWORD",
+                        "is empty; the server refuses empty passwords",
+                    ));
+                }
+                if self.user.is_none() {
+                    return Err(ConfigError::new(
+                        "PGUSER",
+                        "no user; set PGUSER or give a user in DATABASE_URL",
+                    ));
+                }
+                if self.fallback_password.is_some() {
+                    return Err(ConfigError::new(
+                        "PGAUTH_FALLBACK_PASSWORD",
+                        "only applies to token methods (azure, aws); unset it or PGPASSWORD",
+                    ));
+                }
+            }
+            AuthMethod::Azure | AuthMethod::Aws | AuthMethod::Custom => {
+                if self.password.is_some() {
+                    return Err(ConfigError::new(
+                        "PGPASSWORD",
+                        format!(
+                            "a password is set together with PGAUTH_METHOD={}; the token is the password, so unset PGPASSWORD (or the URL's password), or set PGAUTH_METHOD=password. For a deliberate fallback use PGAUTH_FALLBACK_PASSWORD",
+                            method.as_str()
+                        ),
+                    ));
+                }
+                if !mode.verifies() && mode != SslMode::Require {
+                    if !self.insecure_loopback {
+                        return Err(ConfigError::new(
+                            "PGSSLMODE",
+                            format!(
+                                "sslmode={} would send the token, a password, in clear; use verify-full (the default for token methods), or for a loopback test set-up set PGAUTH_INSECURE_LOOPBACK=1",
+                                mode.as_str()
+                            ),
+                        ));
+                    }
+                    if !is_loopback(host) {
+                        return Err(ConfigError::new(
+                            "PGAUTH_INSECURE_LOOPBACK",
+                            format!(
+                                "is accepted only for loopback hosts (127.0.0.1, ::1, localhost), not {host:?}; use sslmode=verify-full"
+                            ),
+                        ));
+                    }
+                }
+                if method == AuthMethod::Custom {
+                    if self.user.is_none() {
+                        return Err(ConfigError::new(
+                            "PGUSER",
+                            "no user; set PGUSER or give a user in DATABASE_URL",
+                        ));
+                    }
+                } else if method == AuthMethod::Azure {
+                    self.azure.check_host(host)?;
+                } else {
+                    let user = self.user.as_deref().ok_or_else(|| {
+                        ConfigError::new(
+                            "PGUSER",
+                            "AWS IAM tokens are signed for one database user; set PGUSER",
+                        )
+                    })?;
+                    crate::aws::validate_username(user)?;
+                    if self.aws.region.is_none() && crate::aws::region_from_host(host).is_none() {
+                        return Err(ConfigError::new(
+                            "AWS_REGION",
+                            format!(
+                                "not set and {host:?} is not an RDS host name to read the region from; set AWS_REGION"
+                            ),
+                        ));
+                    }
+                }
+            }
+            AuthMethod::Auto => unreachable!("resolved_method never returns Auto"),
+        }
+        if self.insecure_loopback && !is_loopback(host) {
+            return Err(ConfigError::new(
+                "PGAUTH_INSECURE_LOOPBACK",
+                format!(
+                    "is accepted only for loopback hosts (127.0.0.1, ::1, localhost), not {host:?}"
+                ),
+            ));
+        }
+        if let RootCerts::File(path) = &self.root_certs
+            && mode.verifies()
+            && !path.is_file()
+        {
+            return Err(ConfigError::new(
+                "PGSSLROOTCERT",
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets the host.
+    #[must_use]
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// Sets the port.
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Sets the database.
+    #[must_use]
+    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.dbname = Some(dbname.into());
+        self
+    }
+
+    /// Sets the login role.
+    #[must_use]
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Sets a static password (the password method).
+    #[must_use]
+    pub fn password(mut self, password: impl Into<Secret>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Sets the method.
+    #[must_use]
+    pub fn method(mut self, method: AuthMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Sets the sslmode.
+    #[must_use]
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = Some(mode);
+        self
+    }
+
+    /// For an engine given its own token source: `Auto` becomes [`AuthMethod::Custom`], so
+    /// validation neither wants a password nor guesses a cloud. Other methods stay.
+    #[must_use]
+    pub fn for_custom_source(mut self) -> Self {
+        if self.method == AuthMethod::Auto {
+            self.method = AuthMethod::Custom;
+        }
+        self
+    }
+
+    /// Sets the root certificates.
+    #[must_use]
+    pub fn root_certs(mut self, roots: RootCerts) -> Self {
+        self.root_certs = roots;
+        self
+    }
+}
+
+/// Azure and AWS settings together are two clouds at once: refuse rather than guess.
+fn check_one_cloud(env: &Env, method: Option<AuthMethod>) -> Result<(), ConfigError> {
+    const AZURE_ONLY: &[&str] = &[
+        "PGAUTH_AZURE_CREDENTIAL",
+        "PGAUTH_AZURE_CLOUD",
+        "PGAUTH_AZURE_SCOPE",
+    ];
+    const AWS_ONLY: &[&str] = &["PGAUTH_AWS_SIGNING_HOST", "PGAUTH_AWS_SIGNING_PORT"];
+    let azure = AZURE_ONLY.iter().find(|n| env.is_set(n));
+    let aws = AWS_ONLY.iter().find(|n| env.is_set(n));
+    match (azure, aws, method) {
+        (Some(a), Some(b), _) => Err(ConfigError::new(
+            *a,
+            format!(
+                "both an Azure setting ({a}) and an AWS setting ({b}) are set; a connection uses one cloud, unset one of them"
+            ),
+        )),
+        (Some(a), None, Some(AuthMethod::Aws)) => Err(ConfigError::new(
+            *a,
+            "is an Azure setting but PGAUTH_METHOD resolves to aws; unset it or set PGAUTH_METHOD=azure",
+        )),
+        (None, Some(b), Some(AuthMethod::Azure)) => Err(ConfigError::new(
+            *b,
+            "is an AWS setting but PGAUTH_METHOD resolves to azure; unset it or set PGAUTH_METHOD=aws",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), String> {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| "has an IPv6 host without the closing ']'".to_string())?;
+        return match after {
+            "" => Ok((host, None)),
+            p if p.starts_with(':') => Ok((host, Some(&p[1..]))),
+            _ => Err(format!("has unexpected text {after:?} after the IPv6 host")),
+        };
+    }
+    Ok(match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (hostport, None),
+    })
+}
+
+fn decode(setting: &str, what: &str, raw: &str) -> Result<String, ConfigError> {
+    // Reject malformed escapes instead of passing them through.
+    let bytes = raw.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        {
+            return Err(ConfigError::new(
+                setting,
+                format!("the {what} has a malformed %-escape; encode '%' as %25"),
+            ));
+        }
+    }
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| {
+            ConfigError::new(
+                setting,
+                format!("the {what} is not valid UTF-8 after %-decoding"),
+            )
+        })
+}
+
+fn parse_port(setting: &str, value: &str) -> Result<u16, ConfigError> {
+    match value.trim().parse::<u32>() {
+        Ok(p) if (1..=65_535).contains(&p) => Ok(p as u16),
+        _ => Err(ConfigError::new(
+            setting,
+            format!("{value:?} is not a port; use a number from 1 to 65535"),
+        )),
+    }
+}
+
+fn parse_timeout(setting: &str, value: &str) -> Result<Option<Duration>, ConfigError> {
+    match value.trim().parse::<i64>() {
+        // libpq: zero, negative or absent means wait forever.
+        Ok(secs) if secs <= 0 => Ok(None),
+        // libpq raises timeouts under 2 s to 2 s.
+        Ok(secs) => Ok(Some(Duration::from_secs(secs.max(2) as u64))),
+        Err(_) => Err(ConfigError::new(
+            setting,
+            format!("{value:?} is not a whole number of seconds"),
+        )),
+    }
+}
+
+fn parse_bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(
+            setting,
+            format!("{value:?} is not a boolean; use 1 or 0"),
+        )),
+    }
+}
+
+fn parse_root_certs(value: &str) -> RootCerts {
+    match value {
+        "system" => RootCerts::System,
+        path => RootCerts::File(PathBuf::from(path)),
+    }
+}
+
+/// Whether `host` is `localhost` or a loopback IP address.
+#[must_use]
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    /// Bad settings fail with an error that names `setting` and whose message contains `hint`.
+    fn check(pairs: &[(&str, &str)], setting: &str, hint: &str) {
+        let result = std::panic::catch_unwind(|| Settings::from_env_vars(&env(pairs)));
+        let error = match result {
+            Ok(Err(e)) => e,
+            Ok(Ok(s)) => panic!("{pairs:?} was accepted: {s:?}"),
+            Err(_) => panic!("{pairs:?} panicked"),
+        };
+        assert_eq!(error.setting(), setting, "{pairs:?}: {error}");
+        assert!(error.message().contains(hint), "{pairs:?}: {error}");
+        let text = error.to_string();
+        assert_eq!(
+            text,
+            text.trim_end_matches('.'),
+            "no trailing period: {text}"
+        );
+        assert!(
+            text.chars()
+                .next()
+                .is_some_and(|c| !c.is_lowercase() || c.is_lowercase())
+        );
+        for secret in ["s3cret", "hunter2"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+
+    const AZ: (&str, &str) = ("PGHOST", "srv.postgres.database.azure.com");
+    const RDS: (&str, &str) = ("PGHOST", "db.abc123.eu-west-1.rds.amazonaws.com");
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        check(
+            &[("PGAUTH_METHOD", "bogus"), AZ],
+            "PGAUTH_METHOD",
+            "unknown method",
+        );
+        check(
+            &[("PGAUTH_METHOD", "azure,aws"), AZ],
+            "PGAUTH_METHOD",
+            "more than one method",
+        );
+        check(
+            &[("PGAUTH_METHOD", "azure aws"), AZ],
+            "PGAUTH_METHOD",
+            "more than one method",
+        );
+        check(
+            &[("PGAUTH_METHOD", "azure"), AZ, ("PGPASSWORD", "s3cret")],
+            "PGPASSWORD",
+            "unset PGPASSWORD",
+        );
+        check(
+            &[
+                ("PGAUTH_METHOD", "aws"),
+                (
+                    "DATABASE_URL",
+                    "postgres://u:hunter2@db.abc123.eu-west-1.rds.amazonaws.com/app",
+                ),
+            ],
+            "PGPASSWORD",
+            "token is the password",
+        );
+        check(
+            &[
+                ("PGAUTH_METHOD", "azure"),
+                (
+                    "DATABASE_URL",
+                    "postgres://u@srv.postgres.database.azure.com/app?pgauth_method=aws",
+                ),
+            ],
+            "DATABASE_URL pgauth_method",
+            "two methods at once",
+        );
+        check(
+            &[
+                ("PGAUTH_METHOD", "aws"),
+                RDS,
+                ("PGUSER", "app"),
+                ("PGAUTH_AZURE_CLOUD", "public"),
+            ],
+            "PGAUTH_AZURE_CLOUD",
+            "Azure setting",
+        );
+        check(
+            &[
+                ("PGAUTH_METHOD", "azure"),
+                AZ,
+                ("PGAUTH_AWS_SIGNING_HOST", "x"),
+            ],
+            "PGAUTH_AWS_SIGNING_HOST",
+            "AWS setting",
+        );
+        check(
+            &[
+                AZ,
+                ("PGAUTH_AZURE_CLOUD", "public"),
+                ("PGAUTH_AWS_SIGNING_PORT", "5432"),
+            ],
+            "PGAUTH_AZURE_CLOUD",
+            "both an Azure setting",
+        );
+        check(&[("PGAUTH_METHOD", "azure")], "PGHOST", "no server host");
+        check(
+            &[("PGHOST", "db.internal")],
+            "PGAUTH_METHOD",
+            "cannot tell how to log in",
+        );
+        check(
+            &[
+                ("PGAUTH_METHOD", "password"),
+                ("PGHOST", "db"),
+                ("PGUSER", "u"),
+            ],
+            "PGPASSWORD",
+            "needs a password",
+        );
+        check(
+            &[("PGHOST", "db"), ("PGPASSWORD", "s3cret")],
+            "PGUSER",
+            "no user",
+        );
+        check(
+            &[
+                ("PGHOST", "db"),
+                ("PGUSER", "u"),
+                ("PGPASSWORD", "s3cret"),
+                ("PGAUTH_FALLBACK_PASSWORD", "hunter2"),
+            ],
+            "PGAUTH_FALLBACK_PASSWORD",
+            "only applies to token methods",
+        );
+        check(
+            &[AZ, ("PGSSLMODE", "bogus")],
+            "PGSSLMODE",
+            "unknown sslmode",
+        );
+        check(&[AZ, ("PGSSLMODE", "disable")], "PGSSLMODE", "in clear");
+        check(
+            &[RDS, ("PGUSER", "app"), ("PGSSLMODE", "prefer")],
+            "PGSSLMODE",
+            "in clear",
+        );
+        check(
+            &[
+                ("PGAUTH_METHOD", "azure"),
+                ("PGHOST", "10.0.0.5"),
+                ("PGSSLMODE", "disable"),
+                ("PGAUTH_INSECURE_LOOPBACK", "1"),
+            ],
+            "PGAUTH_INSECURE_LOOPBACK",
+            "only for loopback",
+        );
+        check(
+            &[
+                ("PGHOST", "db"),
+                ("PGUSER", "u"),
+                ("PGPASSWORD", "s3cret"),
+                ("PGAUTH_INSECURE_LOOPBACK", "1"),
+            ],
+            "PGAUTH_INSECURE_LOOPBACK",
+            "only for loopback",
+        );
+        check(
+            &[AZ, ("PGAUTH_INSECURE_LOOPBACK", "maybe")],
+            "PGAUTH_INSECURE_LOOPBACK",
+            "not a boolean",
+        );
+        check(&[AZ, ("PGPORT", "0")], "PGPORT", "not a port");
+        check(&[AZ, ("PGPORT", "70000")], "PGPORT", "not a port");
+        check(&[AZ, ("PGPORT", "abc")], "PGPORT", "not a port");
+        check(
+            &[AZ, ("PGCONNECT_TIMEOUT", "soon")],
+            "PGCONNECT_TIMEOUT",
+            "whole number",
+        );
+        check(
+            &[("DATABASE_URL", "http://db/app")],
+            "DATABASE_URL",
+            "postgres://",
+        );
+        check(
+            &[("DATABASE_URL", "postgres://u@db:99999/app")],
+            "DATABASE_URL port",
+            "not a port",
+        );
+        check(
+            &[("DATABASE_URL", "postgres://u@[::1/app")],
+            "DATABASE_URL",
+            "closing ']'",
+        );
+        check(
+            &[("DATABASE_URL", "postgres://u:pa%zzss@db/app")],
+            "DATABASE_URL",
+            "malformed %-escape",
+        );
+        check(
+            &[("DATABASE_URL", "postgres://u@h1,h2/app?pgauth_method=azure")],
+            "DATABASE_URL",
+            "several hosts",
+        );
+        check(
+            &[("DATABASE_URL", "postgres://u@db/app?sslmode")],
+            "DATABASE_URL",
+            "has no value",
+        );
+        check(
+            &[("DATABASE_URL", "postgres://u@db/app?color=blue")],
+            "DATABASE_URL",
+            "unknown query parameter",
+        );
+        check(
+            &[("DATABASE_URL", "postgres://u@db/app?sslmode=maybe")],
+            "DATABASE_URL sslmode",
+            "unknown sslmode",
+        );
+        check(&[RDS, ("PGAUTH_METHOD", "aws")], "PGUSER", "set PGUSER");
+        check(
+            &[
+                ("PGAUTH_METHOD", "aws"),
+                ("PGHOST", "db.internal"),
+                ("PGUSER", "app"),
+            ],
+            "AWS_REGION",
+            "set AWS_REGION",
+        );
+        check(
+            &[("PGAUTH_METHOD", "aws"), RDS, ("PGUSER", "bad user/name")],
+            "PGUSER",
+            "",
+        );
+        check(
+            &[
+                ("PGAUTH_METHOD", "azure"),
+                ("PGHOST", "srv.postgres.database.usgovcloudapi.net"),
+            ],
+            "PGAUTH_AZURE_CLOUD",
+            "usgov",
+        );
+        check(
+            &[AZ, ("PGAUTH_AZURE_CLOUD", "mars")],
+            "PGAUTH_AZURE_CLOUD",
+            "",
+        );
+        check(
+            &[
+                ("PGHOST", "db"),
+                ("PGUSER", "u"),
+                ("PGPASSWORD", "s3cret"),
+                ("PGSSLMODE", "verify-full"),
+                ("PGSSLROOTCERT", "/nonexistent/ca.pem"),
+            ],
+            "PGSSLROOTCERT",
+            "not a readable file",
+        );
+    }
+
+    #[test]
+    fn good_settings_resolve() {
+        let s = Settings::from_env_vars(&env(&[AZ])).unwrap();
+        assert_eq!(s.resolved_method().unwrap(), AuthMethod::Azure);
+        assert_eq!(s.effective_ssl_mode().unwrap(), SslMode::VerifyFull);
+        let s = Settings::from_env_vars(&env(&[RDS, ("PGUSER", "app")])).unwrap();
+        assert_eq!(s.resolved_method().unwrap(), AuthMethod::Aws);
+        // An existing password configuration keeps working unchanged.
+        let s = Settings::from_env_vars(&env(&[
+            ("DATABASE_URL", "postgresql://app:s%40cret@db.internal:6432/orders?sslmode=require&application_name=api"),
+            ("PGHOST", "ignored"),
+        ]))
+        .unwrap();
+        assert_eq!(s.resolved_method().unwrap(), AuthMethod::Password);
+        assert_eq!(s.host.as_deref(), Some("db.internal"));
+        assert_eq!(s.port, 6432);
+        assert_eq!(s.dbname.as_deref(), Some("orders"));
+        assert_eq!(s.user.as_deref(), Some("app"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("s@cret"));
+        assert_eq!(s.application_name.as_deref(), Some("api"));
+        assert_eq!(s.effective_ssl_mode().unwrap(), SslMode::Require);
+        assert!(!format!("{s:?}").contains("s@cret"));
+        // Loopback test set-ups may opt out of TLS explicitly.
+        let s = Settings::from_env_vars(&env(&[
+            ("PGAUTH_METHOD", "azure"),
+            ("PGHOST", "127.0.0.1"),
+            ("PGSSLMODE", "disable"),
+            ("PGAUTH_INSECURE_LOOPBACK", "1"),
+        ]))
+        .unwrap();
+        assert!(s.insecure_loopback);
+        let s = Settings::from_url("postgres://u@[::1]:5433/db?pgauth_method=aws&sslmode=disable&pgauth_insecure_loopback=true").unwrap_err();
+        assert_eq!(s.setting(), "AWS_REGION");
+        assert_eq!(
+            Settings::from_env_vars(&env(&[AZ, ("PGCONNECT_TIMEOUT", "1")]))
+                .unwrap()
+                .connect_timeout,
+            Some(Duration::from_secs(2))
+        );
+    }
+}
