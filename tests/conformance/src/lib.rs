@@ -58,8 +58,10 @@ pub trait Adapter: Send + Sync + 'static {
     fn status(engine: &Self::Pooled) -> EngineStatus;
     /// `format!("{engine:?}")`.
     fn debug(engine: &Self::Pooled) -> String;
-    /// Closes the pool, stops the refresher and drops the credential.
-    async fn dispose(engine: Self::Pooled);
+    /// The engine's credential.
+    fn auth(engine: &Self::Pooled) -> cloud_pg_auth::Auth;
+    /// Closes the pool, stops the refresher and drops the credential. Later checkouts fail.
+    async fn dispose(engine: &Self::Pooled);
 
     /// A migration engine built from settings, with its own credential.
     async fn migration(settings: Settings) -> Result<Self::Migration, BoxError>;
@@ -69,5 +71,101 @@ pub trait Adapter: Send + Sync + 'static {
     /// The migration engine's status.
     fn migration_status(engine: &Self::Migration) -> EngineStatus;
     /// Drops the migration engine's credential.
-    async fn dispose_migration(engine: Self::Migration);
+    async fn dispose_migration(engine: &Self::Migration);
+}
+
+pub mod scenarios;
+
+use cloud_pg_auth::Env;
+use cloud_pg_auth_testkit::Emulator;
+
+/// The login methods every adapter is checked with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// A static password role.
+    Password,
+    /// Azure managed identity through the App Service protocol (user name from `xms_mirid`).
+    AzureManagedIdentity,
+    /// AKS workload identity: a federated token exchanged at the Entra endpoint.
+    AzureWorkloadIdentity,
+    /// An RDS IAM token signed with the emulator's test keys.
+    Aws,
+}
+
+impl Method {
+    /// Every method.
+    pub const ALL: [Method; 4] = [
+        Method::AzureManagedIdentity,
+        Method::AzureWorkloadIdentity,
+        Method::Aws,
+        Method::Password,
+    ];
+
+    /// The name used in the demo's output.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Password => "password",
+            Method::AzureManagedIdentity => "azure-managed-identity",
+            Method::AzureWorkloadIdentity => "azure-workload-identity",
+            Method::Aws => "aws-iam",
+        }
+    }
+
+    /// The role the emulator maps this method's identity to.
+    #[must_use]
+    pub fn expected_role(self, emulator: &Emulator) -> String {
+        match self {
+            Method::Password => emulator.password_role(),
+            Method::AzureManagedIdentity => emulator.azure_role(),
+            Method::AzureWorkloadIdentity => emulator.azure_workload_role(),
+            Method::Aws => emulator.aws_role(),
+        }
+        .to_string()
+    }
+
+    /// The environment an application would have: the emulator's exports plus what the
+    /// method needs.
+    #[must_use]
+    pub fn env(self, emulator: &Emulator) -> Vec<(String, String)> {
+        let mut env = emulator.env();
+        let mut set = |name: &str, value: String| {
+            env.retain(|(k, _)| k != name);
+            env.push((name.to_string(), value));
+        };
+        match self {
+            Method::Password => {
+                set("PGAUTH_METHOD", "password".into());
+                set("PGUSER", emulator.password_role().into());
+                set("PGPASSWORD", emulator.password().into());
+            }
+            Method::AzureManagedIdentity => {
+                set("PGAUTH_METHOD", "azure".into());
+                set("PGAUTH_AZURE_CREDENTIAL", "managed-identity".into());
+            }
+            Method::AzureWorkloadIdentity => {
+                set("PGAUTH_METHOD", "azure".into());
+                set("PGAUTH_AZURE_CREDENTIAL", "workload-identity".into());
+                set("PGUSER", emulator.azure_workload_role().into());
+                set("AZURE_CLIENT_ID", emulator.workload_client_id().into());
+                set("PGAUTH_AZURE_CA_FILE", emulator.ca_path().display().to_string());
+            }
+            Method::Aws => {
+                set("PGAUTH_METHOD", "aws".into());
+                set("PGUSER", emulator.aws_role().into());
+            }
+        }
+        env
+    }
+
+    /// Settings read from [`Method::env`].
+    ///
+    /// # Panics
+    /// When the emulator's exports do not make valid settings (a bug in the emulator or the
+    /// settings code, which the scenario then reports).
+    #[must_use]
+    pub fn settings(self, emulator: &Emulator) -> Settings {
+        Settings::from_env_vars(&Env::from_pairs(self.env(emulator)))
+            .unwrap_or_else(|e| panic!("settings for {}: {e}", self.name()))
+    }
 }
