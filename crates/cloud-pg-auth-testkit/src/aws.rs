@@ -50,7 +50,10 @@ impl fmt::Debug for SignParams {
         f.debug_struct("SignParams")
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("region", &self.region)
             .field("host", &self.host)
             .field("port", &self.port)

@@ -266,7 +266,9 @@ fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | b as usize);
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -316,7 +318,9 @@ impl SigningKey {
             .or_else(|| {
                 let pem = key.public_key_pem();
                 let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-                let der = base64::engine::general_purpose::STANDARD.decode(body).ok()?;
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .ok()?;
                 rsa_components(&der)
             })
             .ok_or_else(|| Error::Tls("cannot read rsa public key components".into()))?;
@@ -375,18 +379,27 @@ pub struct MintOptions {
     pub object_id: Option<String>,
 }
 
-/// Builds the claim set of a v1 access token for `identity`.
-pub(crate) fn claims(
-    tenant: &Tenant,
-    cloud: Cloud,
-    identity: &Identity,
-    audience: &str,
-    iat: i64,
-    nbf: i64,
-    exp: i64,
-    tenant_override: Option<&str>,
-    oid_override: Option<&str>,
-) -> Value {
+/// What to put in a minted access token.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenSpec<'a> {
+    pub identity: &'a Identity,
+    pub audience: &'a str,
+    pub issued_at: SystemTime,
+    pub not_before: SystemTime,
+    pub lifetime: Duration,
+    pub tenant_override: Option<&'a str>,
+    pub oid_override: Option<&'a str>,
+}
+
+/// Builds the claim set of a v1 access token.
+pub(crate) fn claims(tenant: &Tenant, cloud: Cloud, spec: &TokenSpec<'_>) -> Value {
+    let identity = spec.identity;
+    let audience = spec.audience;
+    let iat = unix(spec.issued_at);
+    let nbf = unix(spec.not_before);
+    let exp = iat + spec.lifetime.as_secs() as i64;
+    let tenant_override = spec.tenant_override;
+    let oid_override = spec.oid_override;
     let tid = tenant_override.unwrap_or(&tenant.tenant_id);
     let oid = oid_override.unwrap_or(&identity.object_id);
     let iss = format!("https://{}/{}/", cloud.sts_host(), tid);
@@ -577,32 +590,16 @@ pub(crate) fn check_token(
     Ok(claims)
 }
 
-/// Mints a token with the emulator's key (or a foreign one with the same kid).
+/// Mints a token with `key` (the emulator's, or a foreign one with the same kid); returns
+/// the token and its `exp`.
 pub(crate) fn mint(
     tenant: &Tenant,
     cloud: Cloud,
     key: &SigningKey,
-    identity: &Identity,
-    audience: &str,
-    iat: SystemTime,
-    nbf: SystemTime,
-    lifetime: Duration,
-    tenant_override: Option<&str>,
-    oid_override: Option<&str>,
+    spec: &TokenSpec<'_>,
 ) -> Result<(String, i64), Error> {
-    let iat_s = unix(iat);
-    let exp = iat_s + lifetime.as_secs() as i64;
-    let c = claims(
-        tenant,
-        cloud,
-        identity,
-        audience,
-        iat_s,
-        unix(nbf),
-        exp,
-        tenant_override,
-        oid_override,
-    );
+    let c = claims(tenant, cloud, spec);
+    let exp = c["exp"].as_i64().unwrap_or_default();
     Ok((key.sign(&c)?, exp))
 }
 
@@ -610,12 +607,26 @@ pub(crate) fn mint(
 /// `AZURE_FEDERATED_TOKEN_FILE`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct FederatedClaims {
+    #[serde(deserialize_with = "one_or_many")]
     pub aud: Vec<String>,
     pub iss: String,
     pub sub: String,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 pub(crate) const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -640,13 +651,15 @@ mod tests {
             &tenant,
             Cloud::Public,
             &key,
-            id,
-            Cloud::Public.audience(),
-            now,
-            now,
-            Duration::from_secs(60),
-            None,
-            None,
+            &TokenSpec {
+                identity: id,
+                audience: Cloud::Public.audience(),
+                issued_at: now,
+                not_before: now,
+                lifetime: Duration::from_secs(60),
+                tenant_override: None,
+                oid_override: None,
+            },
         )
         .unwrap();
         check_token(&t, &[&key], &tenant.tenant_id, Cloud::Public, 0, &mapping).unwrap();

@@ -165,13 +165,15 @@ impl Core {
             &self.tenant,
             self.cloud,
             &self.key,
-            identity,
-            audience,
-            iat,
-            nbf,
-            lifetime,
-            None,
-            None,
+            &azure::TokenSpec {
+                identity,
+                audience,
+                issued_at: iat,
+                not_before: nbf,
+                lifetime,
+                tenant_override: None,
+                oid_override: None,
+            },
         )
     }
 
@@ -183,7 +185,11 @@ impl Core {
             let mut rx = rx.clone();
             tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|up| *up != down))
                 .await
-                .map_err(|_| Error::InvalidFaults("identity listeners did not change state within 10 s".into()))?
+                .map_err(|_| {
+                    Error::InvalidFaults(
+                        "identity listeners did not change state within 10 s".into(),
+                    )
+                })?
                 .map_err(|_| Error::InvalidFaults("identity listener stopped".into()))?;
         }
         Ok(())
@@ -248,7 +254,9 @@ impl Core {
                 }
             }
         }
-        Err(last.map(Error::from).unwrap_or_else(|| Error::Server("role lookup failed".into())))
+        Err(last
+            .map(Error::from)
+            .unwrap_or_else(|| Error::Server("role lookup failed".into())))
     }
 
     /// Checks a login; returns the method (`entra`, `aws`, `password`).
@@ -360,7 +368,10 @@ fn verify_password(verifier: &str, password: &str) -> bool {
         let (iter_salt, keys) = rest.split_once('$')?;
         let (iterations, salt) = iter_salt.split_once(':')?;
         let (stored_key, _server_key) = keys.split_once(':')?;
-        let iterations: u32 = iterations.parse().ok().filter(|i| (1..=10_000_000).contains(i))?;
+        let iterations: u32 = iterations
+            .parse()
+            .ok()
+            .filter(|i| (1..=10_000_000).contains(i))?;
         let salt = STANDARD.decode(salt).ok()?;
         let stored_key = STANDARD.decode(stored_key).ok()?;
         let salted = pbkdf2_sha256(password.as_bytes(), &salt, iterations);
@@ -501,7 +512,9 @@ fn bind_port(port: Option<u16>) -> Result<tokio::net::TcpListener, Error> {
 }
 
 fn local_port(l: &tokio::net::TcpListener) -> Result<u16, Error> {
-    Ok(l.local_addr().map_err(Error::io("read local address"))?.port())
+    Ok(l.local_addr()
+        .map_err(Error::io("read local address"))?
+        .port())
 }
 
 /// A running emulator. Dropping it stops everything and removes every file it created.
@@ -538,6 +551,7 @@ impl fmt::Debug for Emulator {
 impl Emulator {
     /// Starts PostgreSQL, the identity endpoints, the front and the control endpoint.
     pub async fn start(opts: EmulatorOptions) -> Result<Emulator, Error> {
+        let started = std::time::Instant::now();
         let keys = tokio::task::spawn_blocking(|| -> Result<_, Error> {
             let kid = random_kid();
             Ok((
@@ -548,12 +562,14 @@ impl Emulator {
         });
         let (pg, keys) = tokio::join!(PostgresServer::start(ServerOptions::default()), keys);
         let pg = pg?;
-        let (key, wrong_key, federation_key) = keys
-            .map_err(|e| Error::Tls(format!("key generation task failed: {e}")))??;
+        let (key, wrong_key, federation_key) =
+            keys.map_err(|e| Error::Tls(format!("key generation task failed: {e}")))??;
 
+        tracing::debug!("postgres and keys ready after {:?}", started.elapsed());
         let tenant = Tenant::generate();
         let password = random_alnum(24);
         pg.execute_admin(&bootstrap_sql(&tenant, &password)).await?;
+        tracing::debug!("roles created after {:?}", started.elapsed());
 
         let ca = TestCa::generate();
         let (cert_pem, key_pem) = ca.try_issue(&["localhost", "127.0.0.1"])?;
@@ -586,7 +602,9 @@ impl Emulator {
             format!("127.0.0.1:{pg_port}"),
         ];
         for h in &opts.extra_aws_signing_hosts {
-            if h.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            if h.rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
                 allowed_hosts.push(h.clone());
             } else {
                 allowed_hosts.push(format!("{h}:{pg_port}"));
@@ -625,6 +643,7 @@ impl Emulator {
         fs::set_permissions(&federated_token_file, fs::Permissions::from_mode(0o600))
             .map_err(Error::io("chmod federated token"))?;
 
+        let connector = MakeRustlsConnect::new(&ca_pem)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut ups = Vec::new();
@@ -663,8 +682,15 @@ impl Emulator {
             let shutdown_rx = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let _keep = never_tx;
-                identity::supervise(control_l, None, control_handler, never_rx, shutdown_rx, up_tx)
-                    .await;
+                identity::supervise(
+                    control_l,
+                    None,
+                    control_handler,
+                    never_rx,
+                    shutdown_rx,
+                    up_tx,
+                )
+                .await;
             }));
         }
         tasks.push(tokio::spawn(front::serve(
@@ -674,7 +700,6 @@ impl Emulator {
             shutdown_rx.clone(),
         )));
 
-        let connector = MakeRustlsConnect::new(&ca_pem)?;
         let mut emulator = Emulator {
             core: core.clone(),
             postgres: Some(pg),
@@ -698,6 +723,7 @@ impl Emulator {
         if opts.faults != Faults::default() {
             emulator.set_faults(opts.faults.clone()).await?;
         }
+        tracing::debug!("emulator ready after {:?}", started.elapsed());
         Ok(emulator)
     }
 
@@ -720,6 +746,9 @@ impl Emulator {
                 "AZURE_FEDERATED_TOKEN_FILE",
                 self.federated_token_file.display().to_string(),
             ),
+            // The Entra endpoint is served over TLS with the emulator's CA: tell the
+            // library's Azure client to trust it (a corporate proxy CA goes the same way).
+            v("PGAUTH_AZURE_CA_FILE", self.ca_path.display().to_string()),
             v("PGAUTH_EMULATOR_AZURE_CLOUD", self.core.cloud.name().into()),
             v("PGAUTH_EMULATOR_AZURE_ROLE", AZURE_ROLE.into()),
             v("PGAUTH_EMULATOR_AZURE_OBJECT_ID", uami.object_id.clone()),
@@ -727,9 +756,15 @@ impl Emulator {
                 "PGAUTH_EMULATOR_AZURE_RESOURCE_ID",
                 uami.resource_id.clone().unwrap_or_default(),
             ),
-            v("PGAUTH_EMULATOR_AZURE_SYSTEM_ROLE", AZURE_SYSTEM_ROLE.into()),
+            v(
+                "PGAUTH_EMULATOR_AZURE_SYSTEM_ROLE",
+                AZURE_SYSTEM_ROLE.into(),
+            ),
             v("PGAUTH_EMULATOR_AZURE_USER_ROLE", AZURE_USER_ROLE.into()),
-            v("PGAUTH_EMULATOR_AZURE_WORKLOAD_ROLE", AZURE_WORKLOAD_ROLE.into()),
+            v(
+                "PGAUTH_EMULATOR_AZURE_WORKLOAD_ROLE",
+                AZURE_WORKLOAD_ROLE.into(),
+            ),
             v(
                 "PGAUTH_EMULATOR_AZURE_WORKLOAD_CLIENT_ID",
                 workload.client_id.clone(),
@@ -966,7 +1001,9 @@ impl Emulator {
         let identity = core.tenant.get(opts.identity);
         let iat = opts.issued_at.unwrap_or_else(SystemTime::now);
         let nbf = opts.not_before.unwrap_or(iat);
-        let lifetime = opts.lifetime.unwrap_or_else(|| core.shared.token_lifetime());
+        let lifetime = opts
+            .lifetime
+            .unwrap_or_else(|| core.shared.token_lifetime());
         let audience = opts
             .audience
             .unwrap_or_else(|| core.cloud.audience().to_string());
@@ -979,13 +1016,15 @@ impl Emulator {
             &core.tenant,
             core.cloud,
             key,
-            identity,
-            &audience,
-            iat,
-            nbf,
-            lifetime,
-            opts.tenant_id.as_deref(),
-            opts.object_id.as_deref(),
+            &azure::TokenSpec {
+                identity,
+                audience: &audience,
+                issued_at: iat,
+                not_before: nbf,
+                lifetime,
+                tenant_override: opts.tenant_id.as_deref(),
+                oid_override: opts.object_id.as_deref(),
+            },
         )?
         .0)
     }
@@ -1062,7 +1101,8 @@ impl Emulator {
             pg.stop().await?;
         }
         if let Some(dir) = self.dir.take() {
-            dir.close().map_err(Error::io("remove the temporary directory"))?;
+            dir.close()
+                .map_err(Error::io("remove the temporary directory"))?;
         }
         Ok(())
     }

@@ -8,7 +8,9 @@ pub enum Error {
     #[error("postgresql binaries not found: {0}")]
     BinariesNotFound(String),
     /// Running as root, but the unprivileged user to run PostgreSQL as does not exist.
-    #[error("running as root needs an unprivileged user `{0}` to run postgresql, and it does not exist")]
+    #[error(
+        "running as root needs an unprivileged user `{0}` to run postgresql, and it does not exist"
+    )]
     UserNotFound(String),
     /// An I/O operation failed.
     #[error("{context}: {source}")]

@@ -69,7 +69,12 @@ type ClientTls = TlsStream<Prefixed<TcpStream>>;
 /// An `ErrorResponse` with severity FATAL.
 pub(crate) fn error_response(code: &str, message: &str) -> Vec<u8> {
     let mut body = Vec::new();
-    for (t, v) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', code), (b'M', message)] {
+    for (t, v) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+    ] {
         body.push(t);
         body.extend_from_slice(v.as_bytes());
         body.push(0);
@@ -130,8 +135,7 @@ fn parse_params(body: &[u8]) -> Option<Vec<(String, String)>> {
     }
     let mut fields = body[..body.len() - 1].split(|b| *b == 0);
     let mut out = Vec::new();
-    loop {
-        let Some(k) = fields.next() else { break };
+    while let Some(k) = fields.next() {
         if k.is_empty() {
             break;
         }
@@ -189,6 +193,10 @@ pub(crate) async fn serve(
                 }
             }
             acc = listener.accept() => {
+                if acc.is_err() {
+                    // E.g. out of file descriptors: do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 if let Ok((stream, peer)) = acc {
                     let core = core.clone();
                     let acceptor = acceptor.clone();
@@ -301,12 +309,22 @@ async fn negotiate(
             }
             c if c >> 16 == 3 => {
                 let Some(params) = parse_params(&pkt[8..]) else {
-                    fatal(&mut tcp, "08P01", "invalid startup packet layout: expected terminator as last byte").await;
+                    fatal(
+                        &mut tcp,
+                        "08P01",
+                        "invalid startup packet layout: expected terminator as last byte",
+                    )
+                    .await;
                     core.shared.login_rejected("protocol");
                     return None;
                 };
                 let Some(user) = param(&params, "user").filter(|u| !u.is_empty()) else {
-                    fatal(&mut tcp, "28000", "no PostgreSQL user name specified in startup packet").await;
+                    fatal(
+                        &mut tcp,
+                        "28000",
+                        "no PostgreSQL user name specified in startup packet",
+                    )
+                    .await;
                     core.shared.login_rejected("protocol");
                     return None;
                 };
@@ -434,11 +452,13 @@ async fn forward_cancel(core: &Core, pkt: &[u8]) {
         return;
     }
     if let Ok(mut up) = UnixStream::connect(&core.socket_path).await {
+        // Counted before sending: the cancelled query may fail before we read on.
+        core.shared.cancel_forwarded();
         if up.write_all(pkt).await.is_ok() {
+            // PostgreSQL closes the connection once it has signalled the backend.
             let mut sink = [0u8; 64];
             let _ = tokio::time::timeout(Duration::from_secs(5), up.read(&mut sink)).await;
         }
-        core.shared.cancel_forwarded();
     }
 }
 
@@ -464,7 +484,12 @@ async fn splice(core: &Core, s: Session) {
         }
     };
     if up.write_all(&build_startup(code, &params)).await.is_err() {
-        fatal(&mut client, "57P03", "the database system is not accepting connections").await;
+        fatal(
+            &mut client,
+            "57P03",
+            "the database system is not accepting connections",
+        )
+        .await;
         core.shared.login_rejected("unavailable");
         return;
     }
@@ -473,13 +498,23 @@ async fn splice(core: &Core, s: Session) {
     loop {
         let ok = matches!(fill(&mut up, &mut ubuf, 5).await, Ok(true));
         if !ok {
-            fatal(&mut client, "57P03", "the database system is not accepting connections").await;
+            fatal(
+                &mut client,
+                "57P03",
+                "the database system is not accepting connections",
+            )
+            .await;
             core.shared.login_rejected("unavailable");
             return;
         }
         let len = be32(&ubuf[1..5]) as usize;
         if !matches!(fill(&mut up, &mut ubuf, 1 + len).await, Ok(true)) {
-            fatal(&mut client, "57P03", "the database system is not accepting connections").await;
+            fatal(
+                &mut client,
+                "57P03",
+                "the database system is not accepting connections",
+            )
+            .await;
             core.shared.login_rejected("unavailable");
             return;
         }

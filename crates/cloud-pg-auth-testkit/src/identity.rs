@@ -30,9 +30,7 @@ use crate::util::{ct_eq, now_unix, rfc3339, uuid};
 
 pub(crate) type Body = Full<Bytes>;
 pub(crate) type Handler = Arc<
-    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
-        + Send
-        + Sync,
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync,
 >;
 
 pub(crate) fn json_response(status: u16, v: &Value) -> Response<Body> {
@@ -140,6 +138,10 @@ pub(crate) async fn supervise(
                         }
                     }
                     acc = l.accept() => {
+                        if acc.is_err() {
+                            // E.g. out of file descriptors: do not spin.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
                         if let Ok((stream, _)) = acc {
                             let h = handler.clone();
                             let tls = tls.clone();
@@ -200,7 +202,10 @@ fn fault_response(endpoint: Endpoint, status: u16, retry_after: Option<u64>) -> 
             let (error, desc) = match status {
                 400 => ("invalid_request", "Identity not found".to_string()),
                 404 => ("not_found", format!("IMDS is updating {note}")),
-                410 => ("gone", format!("IMDS is updating; retry within 70 seconds {note}")),
+                410 => (
+                    "gone",
+                    format!("IMDS is updating; retry within 70 seconds {note}"),
+                ),
                 429 => ("too_many_requests", format!("Too many requests {note}")),
                 503 => ("service_unavailable", format!("Service unavailable {note}")),
                 _ => ("unknown_error", format!("Internal server error {note}")),
@@ -211,10 +216,26 @@ fn fault_response(endpoint: Endpoint, status: u16, retry_after: Option<u64>) -> 
             let (error, code, desc) = match status {
                 400 => ("invalid_request", 90014, "The request is invalid."),
                 404 => ("invalid_request", 90002, "Tenant not found."),
-                410 => ("temporarily_unavailable", 90033, "A transient error has occurred."),
-                429 => ("temporarily_unavailable", 50196, "The server terminated an operation because it encountered a client request loop or too many requests."),
-                503 => ("temporarily_unavailable", 90033, "A transient error has occurred. Please try again."),
-                _ => ("server_error", 90033, "A transient error has occurred. Please try again."),
+                410 => (
+                    "temporarily_unavailable",
+                    90033,
+                    "A transient error has occurred.",
+                ),
+                429 => (
+                    "temporarily_unavailable",
+                    50196,
+                    "The server terminated an operation because it encountered a client request loop or too many requests.",
+                ),
+                503 => (
+                    "temporarily_unavailable",
+                    90033,
+                    "A transient error has occurred. Please try again.",
+                ),
+                _ => (
+                    "server_error",
+                    90033,
+                    "A transient error has occurred. Please try again.",
+                ),
             };
             entra_error(status, error, code, &format!("{desc} {note}"))
         }
@@ -228,23 +249,36 @@ fn fault_response(endpoint: Endpoint, status: u16, retry_after: Option<u64>) -> 
     resp
 }
 
-pub(crate) async fn handle_managed_identity(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle_managed_identity(
+    core: Arc<Core>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path().trim_end_matches('/');
+    let endpoint = match path {
+        "/msi/token" => Some(Endpoint::AppService),
+        "/metadata/identity/oauth2/token" => Some(Endpoint::Imds),
+        _ => None,
+    };
+    // Counted on arrival, before any added latency.
+    if let Some(e) = endpoint {
+        core.shared.count_request(e);
+    }
     let latency = core.shared.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let path = req.uri().path().trim_end_matches('/');
-    let endpoint = match path {
-        "/msi/token" => Endpoint::AppService,
-        "/metadata/identity/oauth2/token" => Endpoint::Imds,
-        _ => return imds_error(404, "not_found", "The requested path was not found"),
+    let Some(endpoint) = endpoint else {
+        return imds_error(404, "not_found", "The requested path was not found");
     };
-    core.shared.count_request(endpoint);
     if let Some((status, retry)) = core.shared.take_fault() {
         return fault_response(endpoint, status, retry);
     }
     if req.method() != Method::GET {
-        return imds_error(405, "invalid_request", "The requested method is not allowed");
+        return imds_error(
+            405,
+            "invalid_request",
+            "The requested method is not allowed",
+        );
     }
     let header = |name: &str| {
         req.headers()
@@ -255,10 +289,18 @@ pub(crate) async fn handle_managed_identity(core: Arc<Core>, req: Request<Incomi
     match endpoint {
         Endpoint::Imds => {
             if !header("metadata").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-                return imds_error(400, "invalid_request", "Required metadata header not specified");
+                return imds_error(
+                    400,
+                    "invalid_request",
+                    "Required metadata header not specified",
+                );
             }
             if header("x-forwarded-for").is_some() {
-                return imds_error(400, "invalid_request", "Request contains X-Forwarded-For header");
+                return imds_error(
+                    400,
+                    "invalid_request",
+                    "Request contains X-Forwarded-For header",
+                );
             }
         }
         _ => {
@@ -276,10 +318,18 @@ pub(crate) async fn handle_managed_identity(core: Arc<Core>, req: Request<Incomi
     let q = query_pairs(&req);
     let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     if get("api-version").is_none_or(str::is_empty) {
-        return imds_error(400, "invalid_request", "Bad request. api-version was not specified in the request");
+        return imds_error(
+            400,
+            "invalid_request",
+            "Bad request. api-version was not specified in the request",
+        );
     }
     let Some(resource) = get("resource").filter(|r| !r.is_empty()) else {
-        return imds_error(400, "invalid_request", "Required query variable 'resource' is missing");
+        return imds_error(
+            400,
+            "invalid_request",
+            "Required query variable 'resource' is missing",
+        );
     };
     let selectors: Vec<(&str, &str)> = [
         "client_id",
@@ -360,16 +410,21 @@ fn entra_error(status: u16, error: &str, code: u32, description: &str) -> Respon
 }
 
 pub(crate) async fn handle_entra(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let is_token = req.method() == Method::POST
+        && matches!(segments.as_slice(), [_, "oauth2", "v2.0", "token"]);
+    // Counted on arrival, before any added latency.
+    if is_token {
+        core.shared.count_request(Endpoint::Entra);
+    }
     let latency = core.shared.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let base = core.authority_base();
     match (req.method().clone(), segments.as_slice()) {
         (Method::POST, [tenant, "oauth2", "v2.0", "token"]) => {
-            core.shared.count_request(Endpoint::Entra);
             if let Some((status, retry)) = core.shared.take_fault() {
                 return fault_response(Endpoint::Entra, status, retry);
             }
@@ -382,9 +437,18 @@ pub(crate) async fn handle_entra(core: Arc<Core>, req: Request<Incoming>) -> Res
         }
         (Method::GET, [tenant, "v2.0", ".well-known", "openid-configuration"]) => {
             if !core.known_tenant(tenant) && !matches!(*tenant, "common" | "organizations") {
-                return entra_error(400, "invalid_tenant", 90002, &format!("Tenant '{tenant}' not found."));
+                return entra_error(
+                    400,
+                    "invalid_tenant",
+                    90002,
+                    &format!("Tenant '{tenant}' not found."),
+                );
             }
-            let t = if core.known_tenant(tenant) { core.tenant.tenant_id.clone() } else { tenant.to_string() };
+            let t = if core.known_tenant(tenant) {
+                core.tenant.tenant_id.clone()
+            } else {
+                tenant.to_string()
+            };
             json_response(
                 200,
                 &json!({
@@ -417,10 +481,16 @@ pub(crate) async fn handle_entra(core: Arc<Core>, req: Request<Incoming>) -> Res
                 }),
             )
         }
-        (Method::GET, [_, "discovery", "v2.0", "keys"]) | (Method::GET, [_, "discovery", "keys"]) => {
+        (Method::GET, [_, "discovery", "v2.0", "keys"])
+        | (Method::GET, [_, "discovery", "keys"]) => {
             json_response(200, &json!({"keys": [core.key.jwk()]}))
         }
-        _ => entra_error(404, "invalid_request", 900561, "The endpoint only accepts POST requests."),
+        _ => entra_error(
+            404,
+            "invalid_request",
+            900561,
+            "The endpoint only accepts POST requests.",
+        ),
     }
 }
 
@@ -430,7 +500,9 @@ fn token_endpoint(core: &Core, tenant: &str, body: &[u8]) -> Response<Body> {
             400,
             "invalid_request",
             90002,
-            &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
+            &format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
         );
     }
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body)
@@ -475,7 +547,9 @@ fn token_endpoint(core: &Core, tenant: &str, body: &[u8]) -> Response<Body> {
                 400,
                 "invalid_scope",
                 1002012,
-                &format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+                &format!(
+                    "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                ),
             );
         }
     };
@@ -488,7 +562,10 @@ fn token_endpoint(core: &Core, tenant: &str, body: &[u8]) -> Response<Body> {
             400,
             "unauthorized_client",
             700016,
-            &format!("Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", core.tenant.tenant_id),
+            &format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+                core.tenant.tenant_id
+            ),
         );
     };
     if let Some(secret) = get("client_secret") {
@@ -499,7 +576,9 @@ fn token_endpoint(core: &Core, tenant: &str, body: &[u8]) -> Response<Body> {
                 401,
                 "invalid_client",
                 7000215,
-                &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."),
+                &format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                ),
             );
         }
     } else if let Some(assertion) = get("client_assertion") {
@@ -514,7 +593,7 @@ fn token_endpoint(core: &Core, tenant: &str, body: &[u8]) -> Response<Body> {
             );
         }
         if let Err(resp) = check_assertion(core, assertion) {
-            return resp;
+            return *resp;
         }
     } else {
         return entra_error(
@@ -544,16 +623,21 @@ fn token_endpoint(core: &Core, tenant: &str, body: &[u8]) -> Response<Body> {
     }
 }
 
-fn check_assertion(core: &Core, assertion: &str) -> Result<(), Response<Body>> {
+fn check_assertion(core: &Core, assertion: &str) -> Result<(), Box<Response<Body>>> {
     use jsonwebtoken::errors::ErrorKind;
-    let invalid = |code: u32, desc: String| entra_error(400, "invalid_client", code, &desc);
-    let unverified: FederatedClaims = jsonwebtoken::dangerous::insecure_decode::<FederatedClaims>(assertion)
-        .map(|d| d.claims)
-        .map_err(|_| invalid(50027, "JWT token is invalid or malformed.".into()))?;
+    let invalid =
+        |code: u32, desc: String| Box::new(entra_error(400, "invalid_client", code, &desc));
+    let unverified: FederatedClaims =
+        jsonwebtoken::dangerous::insecure_decode::<FederatedClaims>(assertion)
+            .map(|d| d.claims)
+            .map_err(|_| invalid(50027, "JWT token is invalid or malformed.".into()))?;
     if unverified.iss != core.federated_issuer {
         return Err(invalid(
             700211,
-            format!("No matching federated identity record found for presented assertion issuer '{}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.", unverified.iss),
+            format!(
+                "No matching federated identity record found for presented assertion issuer '{}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.",
+                unverified.iss
+            ),
         ));
     }
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
@@ -578,20 +662,31 @@ fn check_assertion(core: &Core, assertion: &str) -> Result<(), Response<Body>> {
                         rfc3339(unverified.exp)
                     ),
                 ),
-                _ => invalid(700027, "Client assertion failed signature validation.".into()),
+                _ => invalid(
+                    700027,
+                    "Client assertion failed signature validation.".into(),
+                ),
             });
         }
     };
     if !claims.aud.iter().any(|a| a == FEDERATED_AUDIENCE) {
         return Err(invalid(
             700212,
-            format!("No matching federated identity record found for presented assertion audience '{}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.", claims.aud.join(",")),
+            format!(
+                "No matching federated identity record found for presented assertion audience '{}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.",
+                claims.aud.join(",")
+            ),
         ));
     }
     if claims.sub != core.federated_subject {
         return Err(invalid(
             70021,
-            format!("No matching federated identity record found for presented assertion. Assertion Issuer: '{}'. Assertion Subject: '{}'. Assertion Audience: '{}'.", claims.iss, claims.sub, claims.aud.join(",")),
+            format!(
+                "No matching federated identity record found for presented assertion. Assertion Issuer: '{}'. Assertion Subject: '{}'. Assertion Audience: '{}'.",
+                claims.iss,
+                claims.sub,
+                claims.aud.join(",")
+            ),
         ));
     }
     Ok(())

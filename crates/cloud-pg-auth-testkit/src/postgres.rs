@@ -160,7 +160,9 @@ fn run_as() -> Result<Option<(u32, u32)>, Error> {
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub(crate) fn free_port() -> Result<u16, Error> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::io("bind a free port"))?;
-    Ok(l.local_addr().map_err(Error::io("read local address"))?.port())
+    Ok(l.local_addr()
+        .map_err(Error::io("read local address"))?
+        .port())
 }
 
 impl PostgresServer {
@@ -221,7 +223,9 @@ impl PostgresServer {
         if let Some((uid, gid)) = run_as {
             cmd.uid(uid).gid(gid);
         }
+        let started = Instant::now();
         let out = cmd.output().await.map_err(Error::io("run initdb"))?;
+        tracing::debug!("initdb took {:?}", started.elapsed());
         if !out.status.success() {
             return Err(Error::Initdb(format!(
                 "{}{}",
@@ -270,13 +274,24 @@ impl PostgresServer {
             .map_err(Error::io("write postgresql.conf"))?;
         fs::write(data_dir.join("pg_hba.conf"), hba).map_err(Error::io("write pg_hba.conf"))?;
 
+        let started = Instant::now();
         server.spawn_and_wait().await?;
+        tracing::debug!(
+            "postgres accepted connections after {:?}",
+            started.elapsed()
+        );
         Ok(server)
     }
 
     fn prepare_env(&self, cmd: &mut Command) {
         for var in [
-            "PGDATA", "PGPORT", "PGHOST", "PGUSER", "PGDATABASE", "PGOPTIONS", "PGPASSWORD",
+            "PGDATA",
+            "PGPORT",
+            "PGHOST",
+            "PGUSER",
+            "PGDATABASE",
+            "PGOPTIONS",
+            "PGPASSWORD",
         ] {
             cmd.env_remove(var);
         }

@@ -73,9 +73,10 @@ pub struct EndpointCounts {
 /// Counters, as `GET /stats` returns them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
-    /// Token requests received per endpoint (including refused and faulted ones).
+    /// Token requests received per endpoint, counted on arrival (before added latency),
+    /// including refused and faulted ones.
     pub token_requests: EndpointCounts,
-    /// Tokens issued per endpoint.
+    /// Tokens issued per endpoint (counted when answered).
     pub tokens_issued: EndpointCounts,
     /// Answers replaced by an injected fault status.
     pub faults_injected: u64,
@@ -201,7 +202,10 @@ impl Shared {
             }
         }
         // Validate everything before changing anything.
-        let latency = obj.get("latency_ms").map(|v| uint("latency_ms", v)).transpose()?;
+        let latency = obj
+            .get("latency_ms")
+            .map(|v| uint("latency_ms", v))
+            .transpose()?;
         let status = obj.get("status").map(|v| uint("status", v)).transpose()?;
         if let Some(Some(s)) = status
             && !(s <= u16::MAX as u64 && FAULT_STATUSES.contains(&(s as u16)))
@@ -211,13 +215,18 @@ impl Shared {
             )));
         }
         let count = obj.get("count").map(|v| uint("count", v)).transpose()?;
-        let retry_after = obj.get("retry_after").map(|v| uint("retry_after", v)).transpose()?;
+        let retry_after = obj
+            .get("retry_after")
+            .map(|v| uint("retry_after", v))
+            .transpose()?;
         let lifetime = obj
             .get("token_lifetime")
             .map(|v| uint("token_lifetime", v))
             .transpose()?;
         if let Some(Some(0)) = lifetime {
-            return Err(Error::InvalidFaults("token_lifetime must be positive".into()));
+            return Err(Error::InvalidFaults(
+                "token_lifetime must be positive".into(),
+            ));
         }
         let down = match obj.get("down") {
             None => None,
@@ -304,7 +313,10 @@ impl Shared {
 
     pub(crate) fn login_rejected(&self, reason: &str) {
         let mut g = self.lock();
-        *g.stats.logins_rejected.entry(reason.to_string()).or_default() += 1;
+        *g.stats
+            .logins_rejected
+            .entry(reason.to_string())
+            .or_default() += 1;
     }
 
     pub(crate) fn cancel_forwarded(&self) {

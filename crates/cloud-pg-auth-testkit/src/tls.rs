@@ -84,7 +84,10 @@ impl TestCa {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names.first().copied().unwrap_or("localhost"));
+        dn.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("localhost"),
+        );
         params.distinguished_name = dn;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

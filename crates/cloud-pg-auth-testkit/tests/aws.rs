@@ -55,7 +55,11 @@ fn the_golden_sigv4_vector_signs_and_verifies() {
         ..golden()
     });
     assert!(with_session.contains("X-Amz-Security-Token=FwoGZXIvYXdzE%2B%2F%3Dtoken"));
-    assert!(verify_rds_token(&with_session, &golden_verify()).unwrap().has_session_token);
+    assert!(
+        verify_rds_token(&with_session, &golden_verify())
+            .unwrap()
+            .has_session_token
+    );
 }
 
 #[test]
@@ -68,43 +72,64 @@ fn the_verifier_refuses_bad_tokens() {
     let cases: Vec<(&str, String, VerifyParams, RdsTokenError)> = vec![
         (
             "another user",
-            t(SignParams { user: "other".into(), ..golden() }),
+            t(SignParams {
+                user: "other".into(),
+                ..golden()
+            }),
             v(),
             RdsTokenError::WrongUser("other".into()),
         ),
         (
             "user differs in case",
-            t(SignParams { user: "Peccy".into(), ..golden() }),
+            t(SignParams {
+                user: "Peccy".into(),
+                ..golden()
+            }),
             v(),
             RdsTokenError::WrongUser("Peccy".into()),
         ),
         (
             "another port",
-            t(SignParams { port: 5432, ..golden() }),
+            t(SignParams {
+                port: 5432,
+                ..golden()
+            }),
             v(),
             RdsTokenError::WrongHost("prod-instance.us-east-1.rds.amazonaws.com:5432".into()),
         ),
         (
             "another region",
-            t(SignParams { region: "eu-west-1".into(), ..golden() }),
+            t(SignParams {
+                region: "eu-west-1".into(),
+                ..golden()
+            }),
             v(),
             RdsTokenError::WrongRegion("eu-west-1".into()),
         ),
         (
             "another secret",
-            t(SignParams { secret_access_key: "other".into(), ..golden() }),
+            t(SignParams {
+                secret_access_key: "other".into(),
+                ..golden()
+            }),
             v(),
             RdsTokenError::BadSignature,
         ),
         (
             "another access key",
-            t(SignParams { access_key_id: "AKIAOTHER".into(), ..golden() }),
+            t(SignParams {
+                access_key_id: "AKIAOTHER".into(),
+                ..golden()
+            }),
             v(),
             RdsTokenError::UnknownAccessKey("AKIAOTHER".into()),
         ),
         (
             "expires_in above 900",
-            t(SignParams { expires_in: 901, ..golden() }),
+            t(SignParams {
+                expires_in: 901,
+                ..golden()
+            }),
             v(),
             RdsTokenError::ExpiresTooLong(901),
         ),
@@ -119,7 +144,10 @@ fn the_verifier_refuses_bad_tokens() {
         ),
         (
             "past its own shorter expiry",
-            t(SignParams { expires_in: 60, ..golden() }),
+            t(SignParams {
+                expires_in: 60,
+                ..golden()
+            }),
             VerifyParams {
                 now: UNIX_EPOCH + Duration::from_secs(1_724_709_600 + 61),
                 ..v()
@@ -138,12 +166,19 @@ fn the_verifier_refuses_bad_tokens() {
         (
             "altered after signing",
             t(golden()).replace("DBUser=peccy", "DBUser=admin"),
-            VerifyParams { user: "admin".into(), ..v() },
+            VerifyParams {
+                user: "admin".into(),
+                ..v()
+            },
             RdsTokenError::BadSignature,
         ),
         (
             "no signature",
-            t(golden()).split("&X-Amz-Signature").next().unwrap().to_string(),
+            t(golden())
+                .split("&X-Amz-Signature")
+                .next()
+                .unwrap()
+                .to_string(),
             v(),
             RdsTokenError::Malformed("missing X-Amz-Signature".into()),
         ),
@@ -183,7 +218,11 @@ async fn rds_tokens_log_in_and_bad_ones_are_refused() {
             port,
             ..em.rds_sign_params(&user)
         });
-        assert_eq!(login(&em, &user, &token).await.unwrap(), user, "{host}:{port}");
+        assert_eq!(
+            login(&em, &user, &token).await.unwrap(),
+            user,
+            "{host}:{port}"
+        );
     }
     let with_session = sign_rds_token(&SignParams {
         session_token: Some("IQoJb3JpZ2luX2VjE+session/token==".into()),
@@ -221,45 +260,73 @@ async fn rds_tokens_log_in_and_bad_ones_are_refused() {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "a token for another user",
-            sign_rds_token(&SignParams { user: em.password_role().into(), ..p() }),
+            sign_rds_token(&SignParams {
+                user: em.password_role().into(),
+                ..p()
+            }),
             "aws_user",
         ),
         (
             "a token for another port",
-            sign_rds_token(&SignParams { port: em.pg_port().wrapping_add(1), ..p() }),
+            sign_rds_token(&SignParams {
+                port: em.pg_port().wrapping_add(1),
+                ..p()
+            }),
             "aws_host",
         ),
         (
             "a token for another host",
-            sign_rds_token(&SignParams { host: "prod.rds.amazonaws.com".into(), ..p() }),
+            sign_rds_token(&SignParams {
+                host: "prod.rds.amazonaws.com".into(),
+                ..p()
+            }),
             "aws_host",
         ),
         (
             "a token signed 901 s ago",
-            sign_rds_token(&SignParams { time: now - Duration::from_secs(901), ..p() }),
+            sign_rds_token(&SignParams {
+                time: now - Duration::from_secs(901),
+                ..p()
+            }),
             "aws_expired",
         ),
         (
             "a token valid for more than 900 s",
-            sign_rds_token(&SignParams { expires_in: 3600, ..p() }),
+            sign_rds_token(&SignParams {
+                expires_in: 3600,
+                ..p()
+            }),
             "aws_expires_too_long",
         ),
         (
             "another region",
-            sign_rds_token(&SignParams { region: "eu-central-1".into(), ..p() }),
+            sign_rds_token(&SignParams {
+                region: "eu-central-1".into(),
+                ..p()
+            }),
             "aws_region",
         ),
         (
             "another secret",
-            sign_rds_token(&SignParams { secret_access_key: "wrong".into(), ..p() }),
+            sign_rds_token(&SignParams {
+                secret_access_key: "wrong".into(),
+                ..p()
+            }),
             "aws_signature",
         ),
         (
             "another access key",
-            sign_rds_token(&SignParams { access_key_id: "AKIAIOSFODNN7EXAMPLE".into(), ..p() }),
+            sign_rds_token(&SignParams {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                ..p()
+            }),
             "aws_access_key",
         ),
-        ("an entra-style password", "eyJ0eXAi.e30.sig".into(), "aws_malformed"),
+        (
+            "an entra-style password",
+            "eyJ0eXAi.e30.sig".into(),
+            "aws_malformed",
+        ),
         ("an empty password", String::new(), "aws_malformed"),
     ];
     for (case, token, reason) in &cases {
@@ -285,7 +352,9 @@ async fn rds_tokens_log_in_and_bad_ones_are_refused() {
         .await
         .unwrap();
     assert_eq!(
-        login(&em, "late_iam", &em.rds_token("late_iam")).await.unwrap(),
+        login(&em, "late_iam", &em.rds_token("late_iam"))
+            .await
+            .unwrap(),
         "late_iam"
     );
     let stats = em.stats();

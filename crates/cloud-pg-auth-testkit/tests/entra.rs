@@ -20,7 +20,9 @@ async fn app_service_token(em: &Emulator, query: &str) -> http::HttpResponse {
 
 async fn imds_token(em: &Emulator, query: &str) -> http::HttpResponse {
     let url = format!("{}?api-version=2018-02-01&{query}", em.imds_token_url());
-    http::get(&url, &[("Metadata", "true")], None).await.unwrap()
+    http::get(&url, &[("Metadata", "true")], None)
+        .await
+        .unwrap()
 }
 
 fn claims(token: &str) -> Value {
@@ -77,7 +79,10 @@ async fn managed_identity_tokens_log_in_as_the_mapped_role() {
         c["exp"].to_string(),
         "expires_on is the token's exp"
     );
-    assert_eq!(login(&em, em.azure_role(), token).await.unwrap(), em.azure_role());
+    assert_eq!(
+        login(&em, em.azure_role(), token).await.unwrap(),
+        em.azure_role()
+    );
 
     // Same identity selected by object id and by resource id, on both protocols.
     for query in [
@@ -87,7 +92,10 @@ async fn managed_identity_tokens_log_in_as_the_mapped_role() {
     ] {
         let r = app_service_token(&em, &query).await;
         assert_eq!(r.status, 200, "{query}: {}", r.body);
-        assert_eq!(claims(r.json().unwrap()["access_token"].as_str().unwrap())["oid"], em.object_id());
+        assert_eq!(
+            claims(r.json().unwrap()["access_token"].as_str().unwrap())["oid"],
+            em.object_id()
+        );
     }
     for query in [
         format!("{resource}&client_id={}", em.client_id()),
@@ -96,14 +104,23 @@ async fn managed_identity_tokens_log_in_as_the_mapped_role() {
     ] {
         let r = imds_token(&em, &query).await;
         assert_eq!(r.status, 200, "{query}: {}", r.body);
-        let token = r.json().unwrap()["access_token"].as_str().unwrap().to_string();
-        assert_eq!(login(&em, em.azure_role(), &token).await.unwrap(), em.azure_role());
+        let token = r.json().unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            login(&em, em.azure_role(), &token).await.unwrap(),
+            em.azure_role()
+        );
     }
 
     // No selector: the system-assigned identity, mapped to its own role.
     let r = imds_token(&em, &resource).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let token = r.json().unwrap()["access_token"].as_str().unwrap().to_string();
+    let token = r.json().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         claims(&token)["oid"],
         em.object_id_of(IdentityKind::SystemAssigned)
@@ -459,7 +476,19 @@ async fn entra_token_endpoint_serves_workload_identity_and_client_secrets() {
     let em = emulator().await;
     let scope = format!("{AUD}/.default");
     let token_url = em.entra_token_url();
-    assert_eq!(em.authority_host(), format!("https://127.0.0.1:{}/", token_url.split(':').nth(2).unwrap().split('/').next().unwrap()));
+    assert_eq!(
+        em.authority_host(),
+        format!(
+            "https://127.0.0.1:{}/",
+            token_url
+                .split(':')
+                .nth(2)
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+        )
+    );
     let assertion = std::fs::read_to_string(em.federated_token_file()).unwrap();
     let jwt_bearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -507,7 +536,10 @@ async fn entra_token_endpoint_serves_workload_identity_and_client_secrets() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let t = r.json().unwrap()["access_token"].as_str().unwrap().to_string();
+    let t = r.json().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         login(&em, em.azure_workload_role(), &t).await.unwrap(),
         em.azure_workload_role()
@@ -528,7 +560,11 @@ async fn entra_token_endpoint_serves_workload_identity_and_client_secrets() {
     assert_eq!(conf.status, 200);
     assert_eq!(conf.json().unwrap()["token_endpoint"], token_url);
     let keys = http::get(
-        &format!("{}{}/discovery/v2.0/keys", em.authority_host(), em.tenant_id()),
+        &format!(
+            "{}{}/discovery/v2.0/keys",
+            em.authority_host(),
+            em.tenant_id()
+        ),
         &[],
         Some(em.ca_pem()),
     )
@@ -551,7 +587,14 @@ async fn entra_token_endpoint_refuses_bad_requests() {
     let wid = em.workload_client_id().to_string();
     let secret = em.client_secret().to_string();
 
-    async fn check(em: &Emulator, url: &str, form: &[(&str, &str)], status: u16, error: &str, code: u64) {
+    async fn check(
+        em: &Emulator,
+        url: &str,
+        form: &[(&str, &str)],
+        status: u16,
+        error: &str,
+        code: u64,
+    ) {
         let r = http::post_form(url, form, Some(em.ca_pem())).await.unwrap();
         assert_eq!(r.status, status, "{form:?}: {}", r.body);
         let body = r.json().unwrap();
@@ -579,11 +622,20 @@ async fn entra_token_endpoint_refuses_bad_requests() {
         }
         v
     };
-    let cases: Vec<(Vec<(String, String)>, u16, &str, u64)> = vec![
-        (base(&[("client_secret", "wrong".into())]), 401, "invalid_client", 7000215),
+    type Form = Vec<(String, String)>;
+    let cases: Vec<(Form, u16, &str, u64)> = vec![
+        (
+            base(&[("client_secret", "wrong".into())]),
+            401,
+            "invalid_client",
+            7000215,
+        ),
         (base(&[]), 401, "invalid_client", 7000218),
         (
-            base(&[("client_secret", secret.clone()), ("client_id", "00000000-0000-0000-0000-000000000001".into())]),
+            base(&[
+                ("client_secret", secret.clone()),
+                ("client_id", "00000000-0000-0000-0000-000000000001".into()),
+            ]),
             400,
             "unauthorized_client",
             700016,
@@ -595,7 +647,10 @@ async fn entra_token_endpoint_refuses_bad_requests() {
             1002012,
         ),
         (
-            base(&[("client_secret", secret.clone()), ("grant_type", "password".into())]),
+            base(&[
+                ("client_secret", secret.clone()),
+                ("grant_type", "password".into()),
+            ]),
             400,
             "unsupported_grant_type",
             70003,
@@ -607,13 +662,19 @@ async fn entra_token_endpoint_refuses_bad_requests() {
             900144,
         ),
         (
-            base(&[("client_assertion", expired), ("client_assertion_type", jwt_bearer.into())]),
+            base(&[
+                ("client_assertion", expired),
+                ("client_assertion_type", jwt_bearer.into()),
+            ]),
             400,
             "invalid_client",
             700024,
         ),
         (
-            base(&[("client_assertion", "garbage".into()), ("client_assertion_type", jwt_bearer.into())]),
+            base(&[
+                ("client_assertion", "garbage".into()),
+                ("client_assertion_type", jwt_bearer.into()),
+            ]),
             400,
             "invalid_client",
             50027,
@@ -621,7 +682,10 @@ async fn entra_token_endpoint_refuses_bad_requests() {
         (
             base(&[
                 // An Entra access token is not a federated credential of this app.
-                ("client_assertion", em.mint_entra_token(MintOptions::default())),
+                (
+                    "client_assertion",
+                    em.mint_entra_token(MintOptions::default()),
+                ),
                 ("client_assertion_type", jwt_bearer.into()),
             ]),
             400,
@@ -671,12 +735,18 @@ async fn the_us_government_cloud_uses_its_own_audience() {
         &format!("resource={}&client_id={}", urlencode(gov), em.client_id()),
     )
     .await;
-    let token = r.json().unwrap()["access_token"].as_str().unwrap().to_string();
+    let token = r.json().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         claims(&token)["iss"],
         format!("https://sts.usgovcloudapi.net/{}/", em.tenant_id())
     );
-    assert_eq!(login(&em, em.azure_role(), &token).await.unwrap(), em.azure_role());
+    assert_eq!(
+        login(&em, em.azure_role(), &token).await.unwrap(),
+        em.azure_role()
+    );
     let public = em.mint_entra_token(MintOptions {
         audience: Some(AUD.into()),
         ..MintOptions::default()
@@ -685,7 +755,9 @@ async fn the_us_government_cloud_uses_its_own_audience() {
         login(&em, em.azure_role(), &public).await.unwrap_err(),
         (
             "28000".to_string(),
-            format!("The access token does not have a valid audience claim. Please acquire a new token for the resource \"{gov}\".")
+            format!(
+                "The access token does not have a valid audience claim. Please acquire a new token for the resource \"{gov}\"."
+            )
         )
     );
     em.stop().await.unwrap();

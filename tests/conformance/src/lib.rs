@@ -74,6 +74,8 @@ pub trait Adapter: Send + Sync + 'static {
     async fn dispose_migration(engine: &Self::Migration);
 }
 
+pub mod bench;
+pub mod demo;
 pub mod scenarios;
 
 use cloud_pg_auth::Env;
@@ -168,4 +170,25 @@ impl Method {
         Settings::from_env_vars(&Env::from_pairs(self.env(emulator)))
             .unwrap_or_else(|e| panic!("settings for {}: {e}", self.name()))
     }
+
+    /// Settings for a fresh database `name` owned by this method's role, so sessions of
+    /// different roles (and their migrations) do not share tables.
+    pub async fn settings_in_new_database(self, emulator: &Emulator, name: &str) -> Result<Settings, BoxError> {
+        let role = self.expected_role(emulator);
+        emulator
+            .postgres()
+            .execute_admin(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                quote_ident(name),
+                quote_ident(&role)
+            ))
+            .await?;
+        Ok(self.settings(emulator).dbname(name))
+    }
+}
+
+/// Quotes a SQL identifier.
+#[must_use]
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -53,9 +53,7 @@ fn parse_args() -> anyhow::Result<Args> {
         let mut value = || -> anyhow::Result<String> {
             match inline.clone() {
                 Some(v) => Ok(v),
-                None => args
-                    .next()
-                    .with_context(|| format!("{name} needs a value")),
+                None => args.next().with_context(|| format!("{name} needs a value")),
             }
         };
         let num = |v: String| -> anyhow::Result<u64> {

@@ -33,7 +33,11 @@ pub async fn login(em: &Emulator, user: &str, password: &str) -> Result<String, 
 pub fn psql() -> PathBuf {
     let bin = cloud_pg_auth_testkit::postgres::find_bin_dir().expect("postgresql binaries");
     let p = bin.join("psql");
-    if p.is_file() { p } else { PathBuf::from("psql") }
+    if p.is_file() {
+        p
+    } else {
+        PathBuf::from("psql")
+    }
 }
 
 /// Runs `psql -Atc sql` with the emulator's exports plus `extra` variables; returns
@@ -41,7 +45,13 @@ pub fn psql() -> PathBuf {
 pub async fn run_psql(em: &Emulator, extra: &[(&str, &str)], sql: &str) -> (bool, String, String) {
     let mut cmd = tokio::process::Command::new(psql());
     cmd.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]);
-    for var in ["PGSERVICE", "PGSERVICEFILE", "PGPASSFILE", "PGOPTIONS", "PGAPPNAME"] {
+    for var in [
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGPASSFILE",
+        "PGOPTIONS",
+        "PGAPPNAME",
+    ] {
         cmd.env_remove(var);
     }
     for (k, v) in em.env() {
