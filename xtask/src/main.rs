@@ -3,10 +3,15 @@
 //!
 //! - `cargo xtask test`: everything a contributor must keep green (format, lints, all tests,
 //!   dependency hygiene). `.ci/run` runs exactly this.
+//! - `cargo xtask demo`: every adapter × every login method against the local emulator;
+//!   rows in `target/xtask/demo.json`.
+//! - `cargo xtask bench [--quick]`: figures per adapter and for a Python peer (the pattern
+//!   Python projects ship), in `target/xtask/bench.json`.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
@@ -14,6 +19,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("demo") => demo(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             usage();
             Ok(())
@@ -36,7 +43,12 @@ fn usage() {
     eprintln!(
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
-         test    format check, clippy -D warnings, all unit/integration/doc tests, dependency checks\n"
+         test            format check, clippy -D warnings, all unit/integration/doc tests, dependency checks\n  \
+         demo            every adapter x every login method against the local emulator\n                  \
+         (rows in target/xtask/demo.json; exits non-zero if a row failed)\n  \
+         bench [--quick] figures per adapter and for a Python peer, same emulator, same run\n                  \
+         (target/xtask/bench.json; --quick: reduced sizes, under 2 minutes on 2 cores;\n                  \
+         makes a Python virtual environment in target/xtask/peer-venv from PyPI)\n"
     );
 }
 
@@ -90,6 +102,144 @@ fn test() -> Result<()> {
     )?;
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+/// Where demo and bench write: `target/xtask` under the workspace root, whatever
+/// `CARGO_TARGET_DIR` says, so the files are always found in the same place.
+fn xtask_dir() -> Result<PathBuf> {
+    let dir = root().join("target").join("xtask");
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn no_arguments(command: &str, args: &[String]) -> Result<()> {
+    if let Some(extra) = args.first() {
+        usage();
+        bail!("{command} takes no argument, got {extra:?}");
+    }
+    Ok(())
+}
+
+fn demo(args: &[String]) -> Result<()> {
+    no_arguments("demo", args)?;
+    ensure_postgres()?;
+    let out = xtask_dir()?.join("demo.json");
+    let started = Instant::now();
+    // The debug profile: the demo shares its build with the tests.
+    run(
+        "cargo run pgauth-conformance demo",
+        cargo()
+            .args([
+                "run",
+                "-p",
+                "cloud-pg-auth-conformance",
+                "--bin",
+                "pgauth-conformance",
+                "--",
+                "demo",
+                "--out",
+            ])
+            .arg(&out),
+    )?;
+    eprintln!(
+        "xtask: demo passed in {:.0} s (build included); rows in {}",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let quick = match args {
+        [] => false,
+        [flag] if flag == "--quick" => true,
+        _ => {
+            usage();
+            bail!("bench takes only --quick, got {args:?}");
+        }
+    };
+    ensure_postgres()?;
+    let python = ensure_peer_venv()?;
+    let out = xtask_dir()?.join("bench.json");
+    let started = Instant::now();
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "cloud-pg-auth-conformance",
+        "--bin",
+        "pgauth-conformance",
+        "--",
+        "bench",
+    ]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    cmd.arg("--out")
+        .arg(&out)
+        .arg("--python")
+        .arg(&python)
+        .arg("--peer-script")
+        .arg(root().join("xtask").join("peer").join("phoenix_peer.py"));
+    run("cargo run --release pgauth-conformance bench", &mut cmd)?;
+    eprintln!(
+        "xtask: bench finished in {:.0} s (build included); figures in {}",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// The Python peer's packages, installed from PyPI into a private virtual environment.
+const PEER_PACKAGES: &[&str] = &[
+    "sqlalchemy",
+    "asyncpg",
+    "azure-identity",
+    "aiohttp",
+    "greenlet",
+];
+
+/// Makes `target/xtask/peer-venv` with the peer's packages unless it is already complete;
+/// returns its interpreter. A stamp written after a successful install marks it complete,
+/// so an interrupted install is redone rather than half-used.
+fn ensure_peer_venv() -> Result<PathBuf> {
+    let venv = xtask_dir()?.join("peer-venv");
+    let python = venv.join("bin").join("python");
+    let stamp = venv.join("pgauth-installed.txt");
+    let wanted = PEER_PACKAGES.join("\n");
+    if python.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(python);
+    }
+    let created = Command::new("python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv)
+        .status();
+    match created {
+        Ok(status) if status.success() => {}
+        Ok(status) => bail!(
+            "python3 -m venv {} failed ({status}); on Debian the venv module is in the python3-venv package",
+            venv.display()
+        ),
+        Err(e) => {
+            bail!("could not run python3 ({e}); the bench's Python peer needs Python 3.9 or later")
+        }
+    }
+    run(
+        "pip install the Python peer's packages",
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PEER_PACKAGES),
+    )?;
+    std::fs::write(&stamp, wanted)
+        .with_context(|| format!("could not write {}", stamp.display()))?;
+    Ok(python)
 }
 
 /// No OpenSSL, native-tls or libpq, and one rustls crypto provider.

@@ -3,7 +3,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cloud_pg_auth::{Auth, AuthOptions, EngineStatus, PgConnector, PoolStatus, Settings, TokenSource};
+use cloud_pg_auth::{
+    Auth, AuthOptions, ConfigError, EngineStatus, PgConnector, PoolStatus, Settings, TokenSource,
+};
 use deadpool::Runtime;
 use deadpool::managed::Timeouts;
 use deadpool_postgres::RecyclingMethod;
@@ -99,8 +101,12 @@ impl PooledEngine {
     #[must_use]
     pub fn status(&self) -> EngineStatus {
         let s = self.pool.status();
-        self.connector
-            .engine_status(Some(PoolStatus::new(s.max_size, s.size, s.available, s.waiting)))
+        self.connector.engine_status(Some(PoolStatus::new(
+            s.max_size,
+            s.size,
+            s.available,
+            s.waiting,
+        )))
     }
 
     /// Closes the pool (idle connections now, checked-out ones when they come back), stops
@@ -185,13 +191,17 @@ impl PooledEngineBuilder {
 
     /// Adjusts deadpool's own builder after this crate's settings (hooks, queue mode, other
     /// timeouts).
-    pub fn configure(mut self, configure: impl FnOnce(PoolBuilder) -> PoolBuilder + Send + 'static) -> Self {
+    pub fn configure(
+        mut self,
+        configure: impl FnOnce(PoolBuilder) -> PoolBuilder + Send + 'static,
+    ) -> Self {
         self.configure = Some(Box::new(configure));
         self
     }
 
     /// Builds the credential and the pool. Opens no connection yet.
     pub async fn build(self) -> Result<PooledEngine, Error> {
+        check_options(self.max_size, self.max_lifetime)?;
         let connector = connector(self.settings, self.token_source, self.auth_options).await?;
         let manager = Manager::new(connector.clone(), self.recycling_method, self.max_lifetime);
         let timeout = Some(self.connection_timeout);
@@ -229,6 +239,21 @@ impl fmt::Debug for PooledEngineBuilder {
             .field("configure", &self.configure.is_some())
             .finish()
     }
+}
+
+/// Refuses values the pool would misbehave (or panic) on.
+fn check_options(max_size: usize, max_lifetime: Option<Duration>) -> Result<(), Error> {
+    if max_size == 0 {
+        return Err(ConfigError::new("max_size", "must be at least 1").into());
+    }
+    if max_lifetime == Some(Duration::ZERO) {
+        return Err(ConfigError::new(
+            "max_lifetime",
+            "must be more than zero; pass None to keep connections without a limit",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The credential and connector for one engine: the caller's source, or the one the settings

@@ -14,7 +14,10 @@ pub use deadpool_postgres;
 pub use deadpool_postgres::{ClientWrapper, RecyclingMethod};
 pub use tokio_postgres;
 
-pub use engine::{DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, PooledEngine, PooledEngineBuilder};
+pub use engine::{
+    DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, PooledEngine,
+    PooledEngineBuilder,
+};
 pub use error::Error;
 pub use manager::Manager;
 pub use migration::{MigrationEngine, MigrationEngineBuilder};
@@ -29,3 +32,6 @@ pub type Connection = deadpool::managed::Object<Manager>;
 
 /// deadpool's pool builder, for [`PooledEngineBuilder::configure`].
 pub type PoolBuilder = deadpool::managed::PoolBuilder<Manager>;
+
+#[cfg(test)]
+mod tests;

@@ -24,7 +24,11 @@ impl Manager {
     /// A manager over `connector`. `recycling` is the checkout check (`Verified` runs an
     /// empty query); connections older than `max_lifetime` are closed at checkout instead.
     #[must_use]
-    pub fn new(connector: PgConnector, recycling: RecyclingMethod, max_lifetime: Option<Duration>) -> Self {
+    pub fn new(
+        connector: PgConnector,
+        recycling: RecyclingMethod,
+        max_lifetime: Option<Duration>,
+    ) -> Self {
         Self {
             connector,
             recycling,
@@ -75,7 +79,9 @@ impl managed::Manager for Manager {
         if let Some(max) = self.max_lifetime
             && metrics.age() >= max
         {
-            return Err(RecycleError::message("the connection reached its max lifetime"));
+            return Err(RecycleError::message(
+                "the connection reached its max lifetime",
+            ));
         }
         if client.is_closed() {
             return Err(RecycleError::message("the connection is closed"));

@@ -16,8 +16,12 @@ use crate::Error;
 pub(crate) async fn open(connector: &PgConnector) -> Result<AsyncPgConnection, Error> {
     let (client, connection) = connector.connect_raw().await?;
     let connection = match connection {
-        RawConnection::Tls(io) => AsyncPgConnection::try_from_client_and_connection(client, io).await,
-        RawConnection::Plain(io) => AsyncPgConnection::try_from_client_and_connection(client, io).await,
+        RawConnection::Tls(io) => {
+            AsyncPgConnection::try_from_client_and_connection(client, io).await
+        }
+        RawConnection::Plain(io) => {
+            AsyncPgConnection::try_from_client_and_connection(client, io).await
+        }
         other => {
             // A transport this crate does not know yet: drive it on our own task.
             drop(other.spawn());

@@ -2,15 +2,19 @@
 //! tokens from the engine's own credential.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cloud_pg_auth::{Auth, AuthOptions, EngineStatus, PgConnector, PoolStatus, Settings, TokenSource};
+use cloud_pg_auth::{
+    Auth, AuthOptions, EngineStatus, PgConnector, PoolStatus, Settings, TokenSource,
+};
 use deadpool::Runtime;
 use deadpool::managed::{Hook, HookError};
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 
 use crate::connect::{Shared, setup_callback};
 use crate::{Connection, Error, Pool, PoolBuilder};
@@ -43,8 +47,10 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Dropping the engine ends it like dispose, without waiting: the pool (maybe cloned by
-        // the user) stops handing out connections, and the credential goes with `shared`.
+        // the user) stops handing out connections, the refresher stops even if the user holds
+        // a clone of the credential, and the credential goes with `shared`.
         self.pool.close();
+        self.shared.connector.auth().stop_refresher();
     }
 }
 
@@ -65,7 +71,6 @@ impl PooledEngine {
     }
 
     /// A builder, to change the pool's options.
-    #[must_use]
     pub fn builder(settings: Settings) -> PooledEngineBuilder {
         PooledEngineBuilder {
             settings,
@@ -88,7 +93,9 @@ impl PooledEngine {
         }
         let pool = &self.inner.pool;
         pool.get().await.map_err(|error| {
-            Error::from_pool(error, &pool.timeouts(), |text| self.inner.shared.take_failure(text))
+            Error::from_pool(error, &pool.timeouts(), |text| {
+                self.inner.shared.take_failure(text)
+            })
         })
     }
 
@@ -103,8 +110,12 @@ impl PooledEngine {
     #[must_use]
     pub fn status(&self) -> EngineStatus {
         let pool = self.inner.pool.status();
-        self.connector()
-            .engine_status(Some(PoolStatus::new(pool.max_size, pool.size, pool.available, pool.waiting)))
+        self.connector().engine_status(Some(PoolStatus::new(
+            pool.max_size,
+            pool.size,
+            pool.available,
+            pool.waiting,
+        )))
     }
 
     /// The engine's credential.
@@ -205,7 +216,10 @@ impl PooledEngineBuilder {
 
     /// Changes deadpool's own builder last (hooks, queue mode, other timeouts). The
     /// max-lifetime check is a `pre_recycle` hook: further hooks add to it.
-    pub fn configure(mut self, configure: impl FnOnce(PoolBuilder) -> PoolBuilder + Send + 'static) -> Self {
+    pub fn configure(
+        mut self,
+        configure: impl FnOnce(PoolBuilder) -> PoolBuilder + Send + 'static,
+    ) -> Self {
         self.configure = Some(Box::new(configure));
         self
     }
@@ -213,8 +227,9 @@ impl PooledEngineBuilder {
     /// Builds the credential (starting its background refresh) and the pool. No connection
     /// is opened until the first checkout.
     pub async fn build(self) -> Result<PooledEngine, Error> {
-        let auth = build_auth(&self.settings, self.token_source, self.auth_options).await?;
-        let connector = PgConnector::new(&self.settings, auth)?;
+        let settings = custom_source_settings(self.settings, self.token_source.is_some());
+        let auth = build_auth(&settings, self.token_source, self.auth_options).await?;
+        let connector = PgConnector::new(&settings, auth)?;
         let target = format!("cloud-pg-auth://{}", connector.target());
         let shared = Arc::new(Shared::new(connector));
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
@@ -232,7 +247,9 @@ impl PooledEngineBuilder {
         if let Some(max_lifetime) = self.max_lifetime {
             builder = builder.pre_recycle(Hook::sync_fn(move |_, metrics| {
                 if metrics.age() >= max_lifetime {
-                    Err(HookError::message("the connection reached its maximum lifetime"))
+                    Err(HookError::message(
+                        "the connection reached its maximum lifetime",
+                    ))
                 } else {
                     Ok(())
                 }
@@ -264,6 +281,16 @@ impl fmt::Debug for PooledEngineBuilder {
             .field("recycling_method", &recycling_name(&self.recycling_method))
             .field("configure", &self.configure.is_some())
             .finish()
+    }
+}
+
+/// With a token source of the caller's, `Auto` settings mean that source (no password, no
+/// cloud to guess).
+pub(crate) fn custom_source_settings(settings: Settings, has_source: bool) -> Settings {
+    if has_source {
+        settings.for_custom_source()
+    } else {
+        settings
     }
 }
 

@@ -14,7 +14,7 @@ use diesel_migrations::MigrationHarness;
 
 use crate::Error;
 use crate::connect::open;
-use crate::engine::build_auth;
+use crate::engine::{build_auth, custom_source_settings};
 
 /// The advisory lock held while migrations run, so that several instances starting at once
 /// apply each migration once (diesel's harness itself does not lock).
@@ -46,7 +46,6 @@ impl MigrationEngine {
     }
 
     /// A builder, to pass a token source or credential options.
-    #[must_use]
     pub fn builder(settings: Settings) -> MigrationEngineBuilder {
         MigrationEngineBuilder {
             settings,
@@ -102,8 +101,10 @@ fn run_locked<S>(connection: AsyncPgConnection, source: S) -> Result<Vec<String>
 where
     S: MigrationSource<Pg>,
 {
-    let mut connection: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(connection);
-    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(&mut connection)?;
+    let mut connection: AsyncConnectionWrapper<AsyncPgConnection> =
+        AsyncConnectionWrapper::from(connection);
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .execute(&mut connection)?;
     let applied = connection
         .run_pending_migrations(source)
         .map(|versions| versions.iter().map(ToString::to_string).collect())
@@ -153,9 +154,10 @@ impl MigrationEngineBuilder {
         // A refresher would live on the runtime that builds the engine, which is often a
         // throwaway one; each connect fetches a token when needed instead.
         let options = self.auth_options.background_refresh(false);
-        let auth = build_auth(&self.settings, self.token_source, options).await?;
+        let settings = custom_source_settings(self.settings, self.token_source.is_some());
+        let auth = build_auth(&settings, self.token_source, options).await?;
         Ok(MigrationEngine {
-            connector: PgConnector::new(&self.settings, auth)?,
+            connector: PgConnector::new(&settings, auth)?,
         })
     }
 }

@@ -186,6 +186,14 @@ impl Auth {
         }
     }
 
+    /// Stops the background refresher without waiting, and keeps the credential usable
+    /// (tokens are then fetched when a caller needs one). For engines being dropped, where
+    /// [`Auth::dispose`] cannot be awaited and clones of the `Auth` may live on. Idempotent.
+    pub fn stop_refresher(&self) {
+        // Dropping the handle aborts the task.
+        drop(self.inner.refresher.lock().unwrap().take());
+    }
+
     /// Whether [`Auth::dispose`] ran.
     #[must_use]
     pub fn is_disposed(&self) -> bool {
@@ -261,7 +269,7 @@ async fn aws_source(settings: &Settings) -> Result<Arc<dyn TokenSource>, Error> 
     let user = settings.user.as_deref().unwrap_or_default();
     let source = crate::aws::AwsSource::load(
         &settings.aws,
-        &crate::Env::from_process(),
+        &settings.env,
         host,
         settings.port,
         user,
@@ -283,4 +291,35 @@ fn missing_feature(name: &str) -> Error {
             "{name} support is not compiled in; enable the feature \"{name}\" of cloud-pg-auth (or of the adapter crate)"
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::testing::FakeSource;
+
+    #[tokio::test]
+    async fn stop_refresher_keeps_the_credential_usable() {
+        let clock = ManualClock::at_epoch_2026();
+        let source = FakeSource::new(Arc::new(clock.clone()), Some(Duration::from_secs(3600)));
+        let dropped = source.drop_flag();
+        let auth = Auth::new(
+            source.clone(),
+            AuthOptions::default().clock(Arc::new(clock)),
+        );
+        drop(source);
+        assert!(auth.refresher_running());
+        auth.stop_refresher();
+        auth.stop_refresher();
+        assert!(!auth.refresher_running());
+        assert!(!auth.status().background_refresh);
+        assert!(auth.token().await.is_ok());
+        drop(auth);
+        assert!(dropped.load(Ordering::SeqCst));
+    }
 }

@@ -185,6 +185,11 @@ pub struct Settings {
     pub aws: AwsOptions,
     /// Refresh timing of the token cache.
     pub refresh: RefreshPolicy,
+    /// The environment the settings were read from. Cloud sources read their credential
+    /// variables (such as `AWS_ACCESS_KEY_ID`) from it, so settings built from a map never
+    /// mix with the process environment. Empty for settings built in code or from a URL;
+    /// the SDKs' default chains then read the process environment as usual.
+    pub env: Env,
 }
 
 impl Default for Settings {
@@ -205,6 +210,7 @@ impl Default for Settings {
             azure: AzureOptions::default(),
             aws: AwsOptions::default(),
             refresh: RefreshPolicy::default(),
+            env: Env::default(),
         }
     }
 }
@@ -263,6 +269,7 @@ impl Settings {
             user: env.get("PGUSER").map(str::to_string),
             password: env.get("PGPASSWORD").map(Secret::new),
             application_name: env.get("PGAPPNAME").map(str::to_string),
+            env: env.clone(),
             ..Self::default()
         };
         if let Some(port) = env.get("PGPORT") {

@@ -1,1 +1,190 @@
-fn main() {}
+//! A small notes service on a bb8 pool whose connections log in with fresh tokens.
+//!
+//! Every setting comes from the environment (`PGHOST`, `PGUSER`, `PGAUTH_METHOD`, ...; `PORT`
+//! for the listener, 8080 by default). At start the migrations run through a migration engine
+//! with its own credential, which is then disposed. `GET /health` shows the credential and
+//! pool status (never the token). SIGINT/SIGTERM: graceful shutdown, then dispose.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cloud_pg_auth_bb8::cloud_pg_auth::{EngineStatus, Settings, chain_text};
+use cloud_pg_auth_bb8::tokio_postgres::Row;
+use cloud_pg_auth_bb8::{MigrationEngine, PooledEngine, migrations};
+use serde::{Deserialize, Serialize};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port.parse().context("PORT must be a port number")?,
+        Err(_) => 8080,
+    };
+    let settings = Settings::from_env()?;
+
+    let migrations = migrations!["../migrations/V1__create_notes.sql"]?;
+    let migrator = MigrationEngine::from_settings(settings.clone()).await?;
+    let report = migrator.run_migrations(&migrations).await;
+    migrator.dispose().await;
+    let report = report.context("running the migrations")?;
+    tracing::info!(applied = report.applied.len(), "migrations done");
+
+    let engine = Arc::new(PooledEngine::from_settings(settings).await?);
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/notes", get(list_notes).post(create_note))
+        .route("/notes/{id}", get(show_note).delete(delete_note))
+        .with_state(Arc::clone(&engine));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{port}"))?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    engine.dispose().await;
+    tracing::info!("stopped");
+    Ok(served?)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no SIGTERM handler; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down");
+}
+
+type Engine = State<Arc<PooledEngine>>;
+
+async fn health(State(engine): Engine) -> Json<EngineStatus> {
+    Json(engine.status())
+}
+
+#[derive(Serialize)]
+struct Note {
+    id: i64,
+    body: String,
+    created_at: String,
+}
+
+impl From<Row> for Note {
+    fn from(row: Row) -> Self {
+        Self {
+            id: row.get(0),
+            body: row.get(1),
+            created_at: row.get(2),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct NewNote {
+    body: String,
+}
+
+// The timestamp as RFC 3339 text, so no date-time crate is needed.
+const COLUMNS: &str = "id, body, to_json(created_at) #>> '{}'";
+
+async fn list_notes(State(engine): Engine) -> Result<Json<Vec<Note>>, ApiError> {
+    let client = engine.get().await?;
+    let rows = client
+        .query(&format!("SELECT {COLUMNS} FROM notes ORDER BY id"), &[])
+        .await?;
+    Ok(Json(rows.into_iter().map(Note::from).collect()))
+}
+
+async fn create_note(
+    State(engine): Engine,
+    Json(note): Json<NewNote>,
+) -> Result<(StatusCode, Json<Note>), ApiError> {
+    if note.body.trim().is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "body must not be empty".into(),
+        ));
+    }
+    let client = engine.get().await?;
+    let row = client
+        .query_one(
+            &format!("INSERT INTO notes (body) VALUES ($1) RETURNING {COLUMNS}"),
+            &[&note.body],
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(Note::from(row))))
+}
+
+async fn show_note(State(engine): Engine, Path(id): Path<i64>) -> Result<Json<Note>, ApiError> {
+    let client = engine.get().await?;
+    match client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM notes WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+    {
+        Some(row) => Ok(Json(Note::from(row))),
+        None => Err(ApiError::not_found(id)),
+    }
+}
+
+async fn delete_note(State(engine): Engine, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+    let client = engine.get().await?;
+    match client
+        .execute("DELETE FROM notes WHERE id = $1", &[&id])
+        .await?
+    {
+        0 => Err(ApiError::not_found(id)),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// An error answer: `{"error": "..."}` with the cause chain (which never holds a secret).
+struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn not_found(id: i64) -> Self {
+        Self(StatusCode::NOT_FOUND, format!("no note {id}"))
+    }
+}
+
+impl From<cloud_pg_auth_bb8::Error> for ApiError {
+    fn from(error: cloud_pg_auth_bb8::Error) -> Self {
+        let text = chain_text(&error);
+        tracing::warn!(error = %text, "no database connection");
+        Self(StatusCode::SERVICE_UNAVAILABLE, text)
+    }
+}
+
+impl From<cloud_pg_auth_bb8::tokio_postgres::Error> for ApiError {
+    fn from(error: cloud_pg_auth_bb8::tokio_postgres::Error) -> Self {
+        let text = chain_text(&error);
+        tracing::warn!(error = %text, "query failed");
+        Self(StatusCode::INTERNAL_SERVER_ERROR, text)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}

@@ -1,1 +1,184 @@
-fn main() {}
+//! A small notes service on a diesel-async pool whose connections log in with fresh tokens.
+//!
+//! Every setting comes from the environment (`PGHOST`, `PGUSER`, `PGAUTH_METHOD`, ...; `PORT`
+//! for the listener, 8080 by default). At start the migrations run through a migration engine
+//! with its own credential, which is then disposed. `GET /health` shows the credential and
+//! pool status (never the token). SIGINT/SIGTERM: graceful shutdown, then dispose.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cloud_pg_auth_diesel_async::cloud_pg_auth::{EngineStatus, Settings, chain_text};
+use cloud_pg_auth_diesel_async::diesel_async::RunQueryDsl;
+use cloud_pg_auth_diesel_async::diesel_migrations::{self, EmbeddedMigrations, embed_migrations};
+use cloud_pg_auth_diesel_async::{MigrationEngine, PooledEngine};
+use diesel::OptionalExtension as _;
+use diesel::sql_types::{BigInt, Text};
+use serde::{Deserialize, Serialize};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port.parse().context("PORT must be a port number")?,
+        Err(_) => 8080,
+    };
+    let settings = Settings::from_env()?;
+
+    let migrator = MigrationEngine::from_settings(settings.clone()).await?;
+    let applied = migrator.run_migrations(MIGRATIONS).await;
+    migrator.dispose().await;
+    let applied = applied.context("running the migrations")?;
+    tracing::info!(applied = applied.len(), "migrations done");
+
+    let engine = Arc::new(PooledEngine::from_settings(settings).await?);
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/notes", get(list_notes).post(create_note))
+        .route("/notes/{id}", get(show_note).delete(delete_note))
+        .with_state(Arc::clone(&engine));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{port}"))?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    engine.dispose().await;
+    tracing::info!("stopped");
+    Ok(served?)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no SIGTERM handler; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down");
+}
+
+type Engine = State<Arc<PooledEngine>>;
+
+async fn health(State(engine): Engine) -> Json<EngineStatus> {
+    Json(engine.status())
+}
+
+#[derive(Serialize, diesel::QueryableByName)]
+struct Note {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    body: String,
+    #[diesel(sql_type = Text)]
+    created_at: String,
+}
+
+#[derive(Deserialize)]
+struct NewNote {
+    body: String,
+}
+
+// The timestamp as RFC 3339 text, so no date-time crate is needed.
+const COLUMNS: &str = "id, body, to_json(created_at) #>> '{}' AS created_at";
+
+async fn list_notes(State(engine): Engine) -> Result<Json<Vec<Note>>, ApiError> {
+    let mut conn = engine.get().await?;
+    let notes = diesel::sql_query(format!("SELECT {COLUMNS} FROM notes ORDER BY id"))
+        .load::<Note>(&mut conn)
+        .await?;
+    Ok(Json(notes))
+}
+
+async fn create_note(
+    State(engine): Engine,
+    Json(note): Json<NewNote>,
+) -> Result<(StatusCode, Json<Note>), ApiError> {
+    if note.body.trim().is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "body must not be empty".into(),
+        ));
+    }
+    let mut conn = engine.get().await?;
+    let note = diesel::sql_query(format!(
+        "INSERT INTO notes (body) VALUES ($1) RETURNING {COLUMNS}"
+    ))
+    .bind::<Text, _>(&note.body)
+    .get_result::<Note>(&mut conn)
+    .await?;
+    Ok((StatusCode::CREATED, Json(note)))
+}
+
+async fn show_note(State(engine): Engine, Path(id): Path<i64>) -> Result<Json<Note>, ApiError> {
+    let mut conn = engine.get().await?;
+    let note = diesel::sql_query(format!("SELECT {COLUMNS} FROM notes WHERE id = $1"))
+        .bind::<BigInt, _>(id)
+        .get_result::<Note>(&mut conn)
+        .await
+        .optional()?;
+    note.map(Json).ok_or_else(|| ApiError::not_found(id))
+}
+
+async fn delete_note(State(engine): Engine, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+    let mut conn = engine.get().await?;
+    let deleted = diesel::sql_query("DELETE FROM notes WHERE id = $1")
+        .bind::<BigInt, _>(id)
+        .execute(&mut conn)
+        .await?;
+    match deleted {
+        0 => Err(ApiError::not_found(id)),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// An error answer: `{"error": "..."}` with the cause chain (which never holds a secret).
+struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn not_found(id: i64) -> Self {
+        Self(StatusCode::NOT_FOUND, format!("no note {id}"))
+    }
+}
+
+impl From<cloud_pg_auth_diesel_async::Error> for ApiError {
+    fn from(error: cloud_pg_auth_diesel_async::Error) -> Self {
+        let text = chain_text(&error);
+        tracing::warn!(error = %text, "no database connection");
+        Self(StatusCode::SERVICE_UNAVAILABLE, text)
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(error: diesel::result::Error) -> Self {
+        let text = chain_text(&error);
+        tracing::warn!(error = %text, "query failed");
+        Self(StatusCode::INTERNAL_SERVER_ERROR, text)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}

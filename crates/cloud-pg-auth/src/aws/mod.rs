@@ -93,10 +93,10 @@ pub(crate) fn signing_host(host: &str, setting: &str) -> Result<String, ConfigEr
     if host.parse::<Ipv6Addr>().is_ok() {
         return Ok(format!("[{host}]"));
     }
-    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        if inner.parse::<Ipv6Addr>().is_ok() {
-            return Ok(host.to_string());
-        }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
+        && inner.parse::<Ipv6Addr>().is_ok()
+    {
+        return Ok(host.to_string());
     }
     let valid = !host.is_empty()
         && host

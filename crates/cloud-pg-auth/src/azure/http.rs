@@ -31,8 +31,9 @@ pub(crate) fn build_client(
     identity_endpoint: bool,
 ) -> Result<Arc<dyn HttpClient>, Error> {
     let mut builder = reqwest::Client::builder()
+        // The whole exchange is bounded by the source's fetch timeout; this only makes an
+        // address that does not answer fail sooner.
         .connect_timeout(options.timeout.min(CONNECT_TIMEOUT))
-        .timeout(options.timeout)
         .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none());
     if identity_endpoint {

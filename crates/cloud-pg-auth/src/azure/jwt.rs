@@ -13,6 +13,9 @@ use crate::token::{TokenDetails, UsernameSource};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JwtClaims {
+    /// The audience: the resource the token was issued for. Diagnostics compare it with the
+    /// server's cloud (`https://ossrdbms-aad.database.windows.net` in the public cloud).
+    pub aud: Option<String>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: Option<i64>,
     /// The client id of the application or managed identity (v1 tokens).
@@ -61,7 +64,16 @@ impl JwtClaims {
                 .or_else(|| v.as_f64().map(|f| f as i64))
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         });
+        // RFC 7519 allows an array of audiences; Entra sends one string.
+        let aud = text("aud").or_else(|| {
+            object
+                .get("aud")
+                .and_then(serde_json::Value::as_array)
+                .and_then(|a| a.iter().find_map(serde_json::Value::as_str))
+                .map(str::to_string)
+        });
         Some(Self {
+            aud,
             exp,
             appid: text("appid"),
             azp: text("azp"),
@@ -134,5 +146,34 @@ impl JwtClaims {
             username_source: derived.map(|(_, source)| source),
             ids,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::JwtClaims;
+
+    fn check(payload: &str, expected: Option<&str>) {
+        let token = format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(payload.as_bytes()));
+        let claims = JwtClaims::parse(&token).expect("a JWT");
+        assert_eq!(claims.aud.as_deref(), expected, "{payload}");
+    }
+
+    #[test]
+    fn audience_is_read_as_string_or_first_of_array() {
+        check(
+            r#"{"aud":"https://ossrdbms-aad.database.windows.net"}"#,
+            Some("https://ossrdbms-aad.database.windows.net"),
+        );
+        check(
+            r#"{"aud":["https://a.example","https://b.example"]}"#,
+            Some("https://a.example"),
+        );
+        check(r#"{"aud":""}"#, None);
+        check(r#"{"aud":42}"#, None);
+        check(r#"{}"#, None);
     }
 }

@@ -174,8 +174,9 @@ impl ManagedIdentityClient {
                 TokenErrorKind::Rejected,
                 format!(
                     "the managed identity endpoint refused the request ({said}); check that \
-                     {who} is assigned to this resource, and AZURE_CLIENT_ID, \
-                     PGAUTH_AZURE_MI_OBJECT_ID or PGAUTH_AZURE_MI_RESOURCE_ID"
+                     {who} is assigned to this resource (a user-assigned identity is picked \
+                     with AZURE_CLIENT_ID, PGAUTH_AZURE_MI_OBJECT_ID or \
+                     PGAUTH_AZURE_MI_RESOURCE_ID)"
                 ),
             ),
             401 | 403 => (

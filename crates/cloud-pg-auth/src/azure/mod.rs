@@ -557,6 +557,18 @@ impl AzureOptions {
         self.validate()
     }
 
+    /// The credential kind these options resolve to: for `auto`, the first configured step of
+    /// the chain. Instant: looks at settings and `PATH` only, never at the network.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the chosen credential lacks a setting, or, for `auto`, when
+    /// nothing is configured (the message says what each step found).
+    pub fn resolve_credential(&self) -> Result<AzureCredentialKind, ConfigError> {
+        self.validate()?;
+        self.choose(|| self.find_az()).map(|choice| choice.kind())
+    }
+
     /// What the `auto` chain (or the explicit kind) picks, checking that it has what it needs.
     /// `az_on_path` finds the `az` program; it is consulted only when the CLI could be picked.
     pub(crate) fn choose(
@@ -569,9 +581,15 @@ impl AzureOptions {
             }
             AzureCredentialKind::WorkloadIdentity => self.workload_identity_choice(),
             AzureCredentialKind::ClientSecret => self.client_secret_choice(),
-            AzureCredentialKind::Cli => Ok(Choice::Cli {
-                program: az_on_path(),
-            }),
+            AzureCredentialKind::Cli => az_on_path()
+                .map(|program| Choice::Cli { program })
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "PGAUTH_AZURE_CREDENTIAL",
+                        "the azure cli (az) was not found on PATH; install it and run az login, \
+                         or choose another credential with PGAUTH_AZURE_CREDENTIAL",
+                    )
+                }),
             AzureCredentialKind::Auto => self.auto_choice(az_on_path),
         }
     }
@@ -590,9 +608,7 @@ impl AzureOptions {
             return self.client_secret_choice();
         }
         if let Some(program) = az_on_path() {
-            return Ok(Choice::Cli {
-                program: Some(program),
-            });
+            return Ok(Choice::Cli { program });
         }
         let secret_note = match (&self.tenant_id, &self.client_id) {
             (Some(_), Some(_)) => {
@@ -747,13 +763,12 @@ pub(crate) enum Choice {
         secret: Secret,
     },
     Cli {
-        program: Option<PathBuf>,
+        program: PathBuf,
     },
 }
 
 impl Choice {
     /// The kind picked.
-    #[cfg_attr(not(feature = "azure"), allow(dead_code))]
     pub(crate) fn kind(&self) -> AzureCredentialKind {
         match self {
             Self::ManagedIdentity { .. } => AzureCredentialKind::ManagedIdentity,

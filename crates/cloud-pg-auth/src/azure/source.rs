@@ -154,6 +154,8 @@ impl AzureSource {
                 client_id,
                 tenant_id,
             } => {
+                // Options structs grow fields between versions: keep the struct update.
+                #[allow(clippy::needless_update)]
                 let credential =
                     WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
                         credential_options: ClientAssertionCredentialOptions {
@@ -193,9 +195,17 @@ impl AzureSource {
                     }),
                 )
                 .map_err(|e| {
+                    let text = chain(&e);
+                    let setting = if text.contains("tenant") {
+                        "AZURE_TENANT_ID"
+                    } else if text.contains("client ID") {
+                        "AZURE_CLIENT_ID"
+                    } else {
+                        "AZURE_CLIENT_SECRET"
+                    };
                     ConfigError::new(
-                        "AZURE_CLIENT_ID",
-                        format!("cannot set up the client secret credential: {}", chain(&e)),
+                        setting,
+                        format!("cannot set up the client secret credential: {text}"),
                     )
                 })?;
                 let info = info
@@ -204,14 +214,6 @@ impl AzureSource {
                 (Backend::Credential(credential), info)
             }
             Choice::Cli { program } => {
-                let Some(program) = program else {
-                    return Err(ConfigError::new(
-                        "PGAUTH_AZURE_CREDENTIAL",
-                        "the azure cli (az) was not found on PATH; install it and run az login, \
-                         or choose another credential with PGAUTH_AZURE_CREDENTIAL",
-                    )
-                    .into());
-                };
                 let credential = AzureCliCredential::new(Some(AzureCliCredentialOptions {
                     executor: Some(Arc::new(CliExecutor::new(options.cli_search_path.clone()))),
                     ..Default::default()

@@ -455,7 +455,12 @@ fn the_auto_chain_is_deterministic() {
         false,
         Ok(ManagedIdentity),
     );
-    check_choice(&[("PGAUTH_AZURE_CREDENTIAL", "cli")], false, Ok(Cli));
+    check_choice(&[("PGAUTH_AZURE_CREDENTIAL", "cli")], true, Ok(Cli));
+    check_choice(
+        &[("PGAUTH_AZURE_CREDENTIAL", "cli")],
+        false,
+        Err(("PGAUTH_AZURE_CREDENTIAL", "az) was not found on PATH")),
+    );
     check_choice(
         &[("PGAUTH_AZURE_CREDENTIAL", "client-secret")],
         true,
@@ -689,4 +694,36 @@ fn the_username_error_says_to_set_pguser() {
             .contains("set PGUSER to the identity's display name"),
         "{e}"
     );
+}
+
+#[test]
+fn resolve_credential_reports_the_kind_or_the_chain() {
+    let empty = std::env::temp_dir().join(format!("pgauth-az-none-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let nothing = AzureOptions {
+        cli_search_path: Some(empty.clone().into_os_string()),
+        ..Default::default()
+    };
+    let e = nothing.resolve_credential().unwrap_err();
+    assert_eq!(e.setting(), "PGAUTH_AZURE_CREDENTIAL");
+    assert!(e.message().contains("auto looked for"), "{e}");
+    let sp = AzureOptions {
+        tenant_id: Some("t".into()),
+        client_id: Some("c".into()),
+        client_secret: Some(Secret::new("s")),
+        ..nothing.clone()
+    };
+    assert_eq!(
+        sp.resolve_credential(),
+        Ok(AzureCredentialKind::ClientSecret)
+    );
+    let bad_scope = AzureOptions {
+        scope: Some(String::new()),
+        ..sp
+    };
+    assert_eq!(
+        bad_scope.resolve_credential().unwrap_err().setting(),
+        "PGAUTH_AZURE_SCOPE"
+    );
+    std::fs::remove_dir_all(&empty).unwrap();
 }

@@ -1,0 +1,243 @@
+//! Unit tests that need no server: defaults, Debug, dispose, error causes.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cloud_pg_auth::clock::SystemClock;
+use cloud_pg_auth::testing::FakeSource;
+use cloud_pg_auth::{AuthMethod, AuthOptions, Settings, TokenErrorKind, chain_text};
+
+use crate::{Error, MigrationEngine, PooledEngine};
+
+/// Nothing listens on port 1: no test here reaches a server.
+fn settings() -> Settings {
+    Settings::default().host("127.0.0.1").port(1).user("app")
+}
+
+fn password_settings() -> Settings {
+    settings()
+        .method(AuthMethod::Password)
+        .password("s3cret-pw")
+}
+
+fn fake() -> Arc<FakeSource> {
+    FakeSource::new(Arc::new(SystemClock), None)
+}
+
+#[tokio::test]
+async fn builder_defaults() {
+    let engine = PooledEngine::from_settings(password_settings())
+        .await
+        .unwrap();
+    let config = engine.pool().config();
+    assert_eq!(engine.max_lifetime(), Some(Duration::from_secs(55 * 60)));
+    // No bb8 reaper: its task would outlive dispose.
+    assert_eq!((config.max_lifetime, config.idle_timeout), (None, None));
+    assert!(config.test_on_check_out);
+    assert_eq!(config.max_size, 10);
+    assert_eq!(config.connection_timeout, Duration::from_secs(30));
+    assert!(engine.auth().refresher_running());
+    let status = engine.status();
+    assert_eq!(status.auth.method, "password");
+    assert_eq!(status.connections_opened, 0);
+    let pool = status.pool.unwrap();
+    assert_eq!(
+        (pool.max_size, pool.size, pool.idle, pool.waiting),
+        (10, 0, 0, 0)
+    );
+
+    let custom = PooledEngine::builder(password_settings())
+        .max_size(3)
+        .max_lifetime(None)
+        .connection_timeout(Duration::from_secs(2))
+        .test_on_check_out(false)
+        .configure(|b| b.idle_timeout(None))
+        .build()
+        .await
+        .unwrap();
+    let config = custom.pool().config();
+    assert_eq!(custom.max_lifetime(), None);
+    assert!(!config.test_on_check_out);
+    assert_eq!(config.max_size, 3);
+    assert_eq!(config.connection_timeout, Duration::from_secs(2));
+    engine.dispose().await;
+    custom.dispose().await;
+}
+
+#[tokio::test]
+async fn debug_never_shows_the_password_or_token() {
+    let source = fake();
+    let pooled = PooledEngine::builder(settings())
+        .token_source(source.clone())
+        .build()
+        .await
+        .unwrap();
+    let token = pooled.auth().token().await.unwrap();
+    assert_eq!(token.secret().expose(), "fake-token-1");
+    let password = PooledEngine::from_settings(password_settings())
+        .await
+        .unwrap();
+    let migration = MigrationEngine::from_settings(password_settings())
+        .await
+        .unwrap();
+    let texts = [
+        format!("{pooled:?}"),
+        format!("{:?}", pooled.pool()),
+        format!("{password:?}"),
+        format!("{password:#?}"),
+        format!("{migration:?}"),
+        format!("{:?}", PooledEngine::builder(password_settings())),
+        format!("{:?}", MigrationEngine::builder(password_settings())),
+    ];
+    for text in &texts {
+        assert!(!text.contains("s3cret-pw"), "{text}");
+        assert!(!text.contains("fake-token"), "{text}");
+    }
+    assert!(texts[0].contains("PooledEngine"));
+    pooled.dispose().await;
+    password.dispose().await;
+    migration.dispose().await;
+}
+
+#[tokio::test]
+async fn dispose_drops_the_credential_and_refuses_checkouts() {
+    let source = fake();
+    let dropped = source.drop_flag();
+    let engine = PooledEngine::builder(settings())
+        .token_source(source.clone())
+        .build()
+        .await
+        .unwrap();
+    engine.auth().token().await.unwrap();
+    drop(source);
+    assert!(!dropped.load(Ordering::SeqCst));
+    assert!(engine.auth().refresher_running());
+
+    engine.dispose().await;
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the token source outlived dispose"
+    );
+    assert!(!engine.auth().refresher_running());
+    assert!(matches!(engine.get().await, Err(Error::Disposed)));
+    assert!(matches!(engine.get_owned().await, Err(Error::Disposed)));
+    // The manager refuses too, for callers that use the pool directly.
+    assert!(matches!(
+        engine.pool().dedicated_connection().await,
+        Err(Error::Disposed)
+    ));
+    assert_eq!(engine.status().auth.fetch_count, 1);
+    engine.dispose().await;
+}
+
+#[tokio::test]
+async fn dropping_an_engine_drops_its_credential() {
+    let source = fake();
+    let dropped = source.drop_flag();
+    let engine = PooledEngine::builder(settings())
+        .token_source(source)
+        .build()
+        .await
+        .unwrap();
+    engine.auth().token().await.unwrap();
+    drop(engine);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the pool kept the credential alive"
+    );
+
+    let source = fake();
+    let dropped = source.drop_flag();
+    let migration = MigrationEngine::builder(settings())
+        .token_source(source)
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        !migration.auth().refresher_running(),
+        "a migration engine refreshes in the background"
+    );
+    migration.dispose().await;
+    assert!(dropped.load(Ordering::SeqCst));
+    assert!(matches!(migration.connect().await, Err(Error::Disposed)));
+}
+
+#[tokio::test]
+async fn a_token_failure_is_the_cause_of_the_timeout() {
+    let source = fake();
+    source.fail(TokenErrorKind::Rejected, None);
+    let engine = PooledEngine::builder(settings())
+        .token_source(source)
+        .auth_options(AuthOptions::default().background_refresh(false))
+        .connection_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let error = engine.get().await.unwrap_err();
+    let Error::Timeout {
+        cause: Some(cause), ..
+    } = &error
+    else {
+        panic!("expected a timeout with a cause, got {error:?}");
+    };
+    assert!(
+        matches!(**cause, Error::Auth(cloud_pg_auth::Error::Token(_))),
+        "{cause:?}"
+    );
+    let text = chain_text(&error);
+    assert!(
+        text.starts_with("no connection within 1s: opening a new connection failed: "),
+        "{text}"
+    );
+    assert!(text.contains("the endpoint is down"), "{text}");
+    assert!(text.contains("connection refused"), "{text}");
+    engine.dispose().await;
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let busy = Error::Timeout {
+        waited: Duration::from_secs(30),
+        cause: None,
+    };
+    assert_eq!(
+        busy.to_string(),
+        "no connection within 30s; all connections are in use: raise max_size or connection_timeout, or return connections sooner"
+    );
+    assert!(!busy.is_auth_failure());
+    assert!(matches!(
+        Error::from(cloud_pg_auth::Error::Disposed),
+        Error::Disposed
+    ));
+    let config = Error::from(cloud_pg_auth::ConfigError::new(
+        "PGHOST",
+        "no server host; set PGHOST",
+    ));
+    assert_eq!(config.to_string(), "PGHOST: no server host; set PGHOST");
+}
+
+#[tokio::test]
+async fn the_builder_refuses_values_the_pool_cannot_use() {
+    let cases: [(usize, Option<Duration>, &str); 2] = [
+        (
+            0,
+            Some(Duration::from_secs(60)),
+            "max_size: must be at least 1",
+        ),
+        (
+            1,
+            Some(Duration::ZERO),
+            "max_lifetime: must be more than zero",
+        ),
+    ];
+    for (max_size, max_lifetime, expected) in cases {
+        let error = PooledEngine::builder(password_settings())
+            .max_size(max_size)
+            .max_lifetime(max_lifetime)
+            .build()
+            .await
+            .unwrap_err();
+        assert!(error.to_string().starts_with(expected), "{error}");
+    }
+}

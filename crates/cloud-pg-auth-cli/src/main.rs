@@ -1,0 +1,76 @@
+//! `pgauth`: the process side of the tool. Parsing and the commands live in the library
+//! (`cloud_pg_auth_cli::run`) so tests can run them in-process.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use cloud_pg_auth::Env;
+use cloud_pg_auth_cli::{FAILURE, Outcome, USAGE, run};
+
+fn main() -> ExitCode {
+    // The library's own warnings (a GUID user name, a refused login being retried) are
+    // useful to a person at a terminal; PGAUTH_LOG=debug shows more.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGAUTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+
+    let mut args = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => {
+                eprintln!("pgauth: the argument {arg:?} is not valid UTF-8");
+                return ExitCode::from(USAGE);
+            }
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pgauth: cannot start the async runtime: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    let env = Env::from_process();
+    let outcome = {
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr();
+        runtime.block_on(run(&args, &env, &mut out, &mut err))
+    };
+    drop(runtime);
+    match outcome {
+        Outcome::Exit(code) => ExitCode::from(code),
+        Outcome::Exec(command) => exec(command),
+    }
+}
+
+#[cfg(unix)]
+fn exec(mut command: std::process::Command) -> ExitCode {
+    use std::os::unix::process::CommandExt as _;
+    // exec replaces this process, so psql owns the terminal and its exit status is ours.
+    let error = command.exec();
+    eprintln!(
+        "pgauth: cannot run psql: {error}; install the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client) or put psql on PATH"
+    );
+    ExitCode::from(127)
+}
+
+#[cfg(not(unix))]
+fn exec(mut command: std::process::Command) -> ExitCode {
+    match command.status() {
+        Ok(status) => ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
+        Err(error) => {
+            eprintln!("pgauth: cannot run psql: {error}; put psql on PATH");
+            ExitCode::from(127)
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! `pgauth sql create-role`: the SQL an administrator runs. Nothing here connects anywhere.
+//!
+//! Every name that reaches the SQL goes through [`quote_ident`] or [`quote_literal`], so a
+//! role called `x"; DROP TABLE t; --` is created under exactly that name and nothing else
+//! runs. The output is two transactions: creating the role, then (connected to the target
+//! database) the grants, guarded so that they fail instead of landing in another database.
+
+use std::fmt::Write as _;
+
+use crate::args::{CreateRole, Grant, PrincipalType, RoleMethod};
+
+/// PostgreSQL truncates longer identifiers (NAMEDATALEN - 1), which would create a role
+/// whose name no token matches.
+const MAX_IDENT_BYTES: usize = 63;
+
+/// Quotes an identifier the way PostgreSQL's `quote_ident` does, always with double quotes.
+#[must_use]
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal the way PostgreSQL's `quote_literal` does: doubled single quotes,
+/// and the `E''` form with doubled backslashes when there is a backslash, so the result
+/// means the same whatever `standard_conforming_strings` is.
+#[must_use]
+pub fn quote_literal(value: &str) -> String {
+    let body = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+/// Checks a role or database name: not empty, no control characters (they cannot be typed
+/// at a login prompt and hide in terminals), at most 63 bytes.
+fn check_name(flag: &str, what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{flag}: the {what} is empty"));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{flag}: the {what} {name:?} contains the control character {c:?}; use a name without one"
+        ));
+    }
+    if name.len() > MAX_IDENT_BYTES {
+        return Err(format!(
+            "{flag}: the {what} is {} bytes long; postgresql keeps only the first {MAX_IDENT_BYTES}, so no login would match it",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// A `$tag$` that does not occur in `body`, for a dollar-quoted block.
+fn dollar_tag(body: &str) -> String {
+    let mut tag = "$pgauth$".to_string();
+    let mut n = 0;
+    while body.contains(&tag) {
+        n += 1;
+        tag = format!("$pgauth{n}$");
+    }
+    tag
+}
+
+/// The SQL for `request`, or what is wrong with it.
+pub fn create_role(request: &CreateRole) -> Result<String, String> {
+    let name = &request.name;
+    check_name("--name", "role name", name)?;
+    if request.method == RoleMethod::Aws {
+        cloud_pg_auth::aws::validate_username(name)
+            .map_err(|e| format!("--name: {}", e.message()))?;
+    }
+    if let Some(oid) = &request.object_id
+        && !is_guid(oid)
+    {
+        return Err(format!(
+            "--object-id: {oid:?} is not an object id; give the identity's object (principal) id, a GUID such as 6f1b5c1e-1234-4f00-8c4e-0a1b2c3d4e5f"
+        ));
+    }
+    let database = request.database.as_deref().unwrap_or("postgres");
+    check_name("--database", "database name", database)?;
+
+    let role = quote_ident(name);
+    let mut sql = String::new();
+    match request.method {
+        RoleMethod::Azure => {
+            sql.push_str(
+                "-- Azure Database for PostgreSQL: run as the Microsoft Entra administrator,\n\
+                 -- connected to the database postgres (psql -v ON_ERROR_STOP=1 stops at the first error).\n",
+            );
+            sql.push_str("BEGIN;\n");
+            match &request.object_id {
+                None => {
+                    let _ = writeln!(
+                        sql,
+                        "-- Looks {} up in the tenant by display name (managed identity, app) or UPN (user).",
+                        quote_literal(name)
+                    );
+                    let _ = writeln!(
+                        sql,
+                        "SELECT * FROM pgaadauth_create_principal({}, false, false);",
+                        quote_literal(name)
+                    );
+                }
+                Some(oid) => {
+                    let kind = request.principal_type.unwrap_or(PrincipalType::Service);
+                    let _ = writeln!(
+                        sql,
+                        "SELECT * FROM pgaadauth_create_principal_with_oid({}, {}, {}, false, false);",
+                        quote_literal(name),
+                        quote_literal(&oid.to_ascii_lowercase()),
+                        quote_literal(kind.as_str())
+                    );
+                }
+            }
+            sql.push_str("COMMIT;\n");
+        }
+        RoleMethod::Aws => {
+            sql.push_str(
+                "-- AWS RDS / Aurora PostgreSQL: run as the master user (or a role with CREATEROLE),\n\
+                 -- with psql -v ON_ERROR_STOP=1 so that it stops at the first error.\n\
+                 -- The IAM policy of the application needs rds-db:connect on\n",
+            );
+            let _ = writeln!(
+                sql,
+                "-- arn:aws:rds-db:REGION:ACCOUNT:dbuser:DB-RESOURCE-ID/{name}"
+            );
+            sql.push_str("BEGIN;\n");
+            let _ = writeln!(sql, "CREATE USER {role};");
+            let _ = writeln!(sql, "GRANT rds_iam TO {role};");
+            sql.push_str("COMMIT;\n");
+        }
+    }
+    if let Some(grant) = request.grant {
+        sql.push('\n');
+        grants(&mut sql, &role, database, grant);
+    }
+    Ok(sql)
+}
+
+fn grants(sql: &mut String, role: &str, database: &str, grant: Grant) {
+    let db_ident = quote_ident(database);
+    let db_literal = quote_literal(database);
+    let _ = writeln!(sql, "-- Privileges, connected to the database {db_ident}.");
+    // psql's \connect treats a name with '=' as a connection string and interprets
+    // backslashes and quotes: only plain names are written as a meta-command. The guard
+    // below is plain SQL and catches every other case, in every client.
+    let plain = database
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if plain {
+        let _ = writeln!(
+            sql,
+            "-- (\\connect is psql's; in another client connect to {db_ident} yourself and skip that line.)"
+        );
+        let _ = writeln!(sql, "\\connect '{database}'");
+    } else {
+        let _ = writeln!(
+            sql,
+            "-- Connect to the database {db_ident} first, then run what follows."
+        );
+    }
+    sql.push_str("BEGIN;\n");
+    let body = format!(
+        " BEGIN IF current_database() <> {db_literal} THEN RAISE EXCEPTION 'connect to the database % before granting', {db_literal}; END IF; END "
+    );
+    let tag = dollar_tag(&body);
+    let _ = writeln!(sql, "DO {tag}{body}{tag};");
+    let (db_privs, schema_privs, table_privs, seq_privs) = match grant {
+        Grant::Read => ("CONNECT", "USAGE", "SELECT", Some("SELECT")),
+        Grant::Write => (
+            "CONNECT",
+            "USAGE",
+            "SELECT, INSERT, UPDATE, DELETE",
+            Some("USAGE, SELECT, UPDATE"),
+        ),
+        Grant::Owner => (
+            "CONNECT, CREATE, TEMPORARY",
+            "USAGE, CREATE",
+            "ALL",
+            Some("ALL"),
+        ),
+    };
+    let _ = writeln!(sql, "GRANT {db_privs} ON DATABASE {db_ident} TO {role};");
+    let _ = writeln!(sql, "GRANT {schema_privs} ON SCHEMA public TO {role};");
+    let _ = writeln!(
+        sql,
+        "GRANT {table_privs} ON ALL TABLES IN SCHEMA public TO {role};"
+    );
+    if let Some(seq) = seq_privs {
+        let _ = writeln!(
+            sql,
+            "GRANT {seq} ON ALL SEQUENCES IN SCHEMA public TO {role};"
+        );
+    }
+    sql.push_str(
+        "-- Tables created later by the role running this script get the same privileges:\n",
+    );
+    let _ = writeln!(
+        sql,
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {table_privs} ON TABLES TO {role};"
+    );
+    if let Some(seq) = seq_privs {
+        let _ = writeln!(
+            sql,
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {seq} ON SEQUENCES TO {role};"
+        );
+    }
+    sql.push_str("COMMIT;\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_ident(input: &str, expected: &str) {
+        assert_eq!(quote_ident(input), expected, "{input:?}");
+    }
+
+    #[test]
+    fn identifiers_are_double_quoted() {
+        check_ident("app", "\"app\"");
+        check_ident("My App", "\"My App\"");
+        check_ident("x\"; DROP TABLE t; --", "\"x\"\"; DROP TABLE t; --\"");
+        check_ident("\"", "\"\"\"\"");
+        check_ident("alice@contoso.example", "\"alice@contoso.example\"");
+    }
+
+    fn check_literal(input: &str, expected: &str) {
+        assert_eq!(quote_literal(input), expected, "{input:?}");
+    }
+
+    #[test]
+    fn literals_are_single_quoted() {
+        check_literal("app", "'app'");
+        check_literal(
+            "Robert'); DROP TABLE t; --",
+            "'Robert''); DROP TABLE t; --'",
+        );
+        check_literal("a\\b", "E'a\\\\b'");
+        check_literal("a\\'b", "E'a\\\\''b'");
+        check_literal("", "''");
+    }
+
+    fn request(method: RoleMethod, name: &str) -> CreateRole {
+        CreateRole {
+            method,
+            name: name.to_string(),
+            object_id: None,
+            principal_type: None,
+            database: None,
+            grant: None,
+        }
+    }
+
+    /// `create_role(request)` fails with a message containing `expected`.
+    fn check_refused(request: CreateRole, expected: &str) {
+        match create_role(&request) {
+            Ok(sql) => panic!("{request:?} was accepted:\n{sql}"),
+            Err(e) => assert!(e.contains(expected), "{request:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        check_refused(request(RoleMethod::Azure, ""), "role name is empty");
+        check_refused(request(RoleMethod::Azure, "a\0b"), "control character");
+        check_refused(request(RoleMethod::Azure, "a\nb"), "control character");
+        check_refused(request(RoleMethod::Azure, &"x".repeat(64)), "64 bytes");
+        check_refused(request(RoleMethod::Aws, "bad user"), "cannot carry");
+        check_refused(request(RoleMethod::Aws, "x\"y"), "cannot carry");
+        check_refused(
+            CreateRole {
+                object_id: Some("not-a-guid".into()),
+                ..request(RoleMethod::Azure, "app")
+            },
+            "not an object id",
+        );
+        check_refused(
+            CreateRole {
+                database: Some("d\rb".into()),
+                grant: Some(Grant::Read),
+                ..request(RoleMethod::Azure, "app")
+            },
+            "--database",
+        );
+    }
+
+    fn check_sql(request: CreateRole, expected: &[&str], absent: &[&str]) {
+        let sql = create_role(&request).unwrap();
+        for line in expected {
+            assert!(
+                sql.contains(line),
+                "{request:?}: {line:?} missing in\n{sql}"
+            );
+        }
+        for line in absent {
+            assert!(
+                !sql.contains(line),
+                "{request:?}: {line:?} present in\n{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn statements_per_method_and_grant() {
+        check_sql(
+            request(RoleMethod::Azure, "my-app"),
+            &["SELECT * FROM pgaadauth_create_principal('my-app', false, false);"],
+            &["GRANT", "\\connect"],
+        );
+        check_sql(
+            CreateRole {
+                object_id: Some("6F1B5C1E-1234-4F00-8C4E-0A1B2C3D4E5F".into()),
+                principal_type: Some(PrincipalType::Group),
+                ..request(RoleMethod::Azure, "db readers")
+            },
+            &[
+                "pgaadauth_create_principal_with_oid('db readers', '6f1b5c1e-1234-4f00-8c4e-0a1b2c3d4e5f', 'group', false, false);",
+            ],
+            &[],
+        );
+        check_sql(
+            CreateRole {
+                object_id: Some("6f1b5c1e-1234-4f00-8c4e-0a1b2c3d4e5f".into()),
+                ..request(RoleMethod::Azure, "app")
+            },
+            &["'service', false, false"],
+            &[],
+        );
+        check_sql(
+            CreateRole {
+                grant: Some(Grant::Read),
+                database: Some("orders".into()),
+                ..request(RoleMethod::Aws, "app_user")
+            },
+            &[
+                "CREATE USER \"app_user\";",
+                "GRANT rds_iam TO \"app_user\";",
+                "\\connect 'orders'",
+                "GRANT CONNECT ON DATABASE \"orders\" TO \"app_user\";",
+                "GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"app_user\";",
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO \"app_user\";",
+            ],
+            &["INSERT"],
+        );
+        check_sql(
+            CreateRole {
+                grant: Some(Grant::Write),
+                ..request(RoleMethod::Aws, "app_user")
+            },
+            &[
+                "\\connect 'postgres'",
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES",
+                "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES",
+            ],
+            &["CREATE ON SCHEMA"],
+        );
+        check_sql(
+            CreateRole {
+                grant: Some(Grant::Owner),
+                database: Some("a=b host=evil".into()),
+                ..request(RoleMethod::Azure, "migrator")
+            },
+            &[
+                "GRANT USAGE, CREATE ON SCHEMA public",
+                "GRANT ALL ON ALL TABLES",
+                "IF current_database() <> 'a=b host=evil'",
+            ],
+            &["\\connect"],
+        );
+    }
+
+    #[test]
+    fn the_guard_keeps_its_dollar_quote_closed() {
+        let sql = create_role(&CreateRole {
+            grant: Some(Grant::Read),
+            database: Some("x$pgauth$y".into()),
+            ..request(RoleMethod::Azure, "app")
+        })
+        .unwrap();
+        assert!(sql.contains("DO $pgauth1$"), "{sql}");
+    }
+}

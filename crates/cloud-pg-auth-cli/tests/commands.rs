@@ -1,0 +1,623 @@
+//! Every command run in-process against the emulator (loopback only).
+
+mod common;
+
+use std::time::Duration;
+
+use cloud_pg_auth_cli::Outcome;
+use cloud_pg_auth_cli::tlsprobe;
+use cloud_pg_auth_testkit::postgres::{PostgresServer, ServerOptions, TcpTls};
+use cloud_pg_auth_testkit::tls::TestCa;
+use cloud_pg_auth_testkit::{Cloud, Emulator, EmulatorOptions, IdentityKind};
+use common::{env, parse_exports, pgauth};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const AZURE: (&str, &str) = ("PGAUTH_METHOD", "azure");
+const AWS: (&str, &str) = ("PGAUTH_METHOD", "aws");
+const MANAGED_IDENTITY: (&str, &str) = ("PGAUTH_AZURE_CREDENTIAL", "managed-identity");
+
+/// Settings laid over the emulator's exports (an empty value unsets).
+type Overrides<'a> = &'a [(&'a str, &'a str)];
+
+async fn emulator() -> Emulator {
+    Emulator::start(EmulatorOptions::default()).await.unwrap()
+}
+
+/// Logs in to the emulator as `user` with `token` and returns `current_user`.
+async fn login(emulator: &Emulator, user: &str, token: &str) -> String {
+    let client = emulator.connect(user, token).await.unwrap();
+    client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn token_prints_a_token_that_logs_in() {
+    let emulator = emulator().await;
+    let aws_role = emulator.aws_role().to_string();
+    let cases: [(Overrides<'_>, &str, &str, &str); 4] = [
+        (&[AZURE], emulator.azure_role(), "xms_mirid", "public"),
+        (
+            &[AZURE, MANAGED_IDENTITY],
+            emulator.azure_role(),
+            "xms_mirid",
+            "public",
+        ),
+        (
+            &[AZURE, MANAGED_IDENTITY, ("AZURE_CLIENT_ID", "")],
+            emulator.azure_system_role(),
+            "xms_mirid",
+            "public",
+        ),
+        (
+            &[AWS, ("PGUSER", &aws_role)],
+            &aws_role,
+            "settings",
+            "us-east-1",
+        ),
+    ];
+    for (overrides, user, source, cloud) in cases {
+        let env = env(&emulator, overrides);
+        let plain = pgauth(&["token"], &env).await;
+        assert_eq!(plain.code(), Some(0), "{overrides:?}: {}", plain.err);
+        let token = plain.out.trim_end_matches('\n');
+        assert_eq!(plain.out.lines().count(), 1, "{overrides:?}");
+        assert!(!plain.err.contains(token), "progress shows the token");
+        assert_eq!(login(&emulator, user, token).await, user);
+
+        let json = pgauth(&["-q", "token", "--json"], &env).await;
+        assert_eq!(json.code(), Some(0), "{}", json.err);
+        assert_eq!(json.err, "", "--quiet prints nothing on stderr");
+        let v: Value = serde_json::from_str(&json.out).unwrap();
+        let method = if overrides.contains(&AWS) {
+            "aws"
+        } else {
+            "azure"
+        };
+        assert_eq!(v["method"], method, "{v}");
+        assert_eq!(v["cloud"], cloud, "{v}");
+        assert_eq!(v["username"], user, "{v}");
+        assert_eq!(v["username_source"], source, "{v}");
+        assert!(v["identity"].is_string(), "{v}");
+        assert!(v["expires_at"].as_str().unwrap().ends_with('Z'), "{v}");
+        let token = v["token"].as_str().unwrap();
+        assert_eq!(login(&emulator, user, token).await, user);
+    }
+}
+
+#[tokio::test]
+async fn env_prints_exports_that_log_in_and_warns() {
+    let emulator = emulator().await;
+    let aws_role = emulator.aws_role().to_string();
+    let cases: [(&[(&str, &str)], &str); 2] = [
+        (&[AZURE], emulator.azure_role()),
+        (&[AWS, ("PGUSER", &aws_role)], &aws_role),
+    ];
+    for (overrides, user) in cases {
+        let ran = pgauth(&["-q", "env"], &env(&emulator, overrides)).await;
+        assert_eq!(ran.code(), Some(0), "{}", ran.err);
+        assert!(
+            ran.err
+                .contains("warning: the output holds a token in PGPASSWORD"),
+            "{}",
+            ran.err
+        );
+        let exports = parse_exports(&ran.out);
+        let get = |name: &str| {
+            exports
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("{name} missing in {exports:?}"))
+        };
+        assert_eq!(get("PGHOST"), "127.0.0.1");
+        assert_eq!(get("PGPORT"), emulator.pg_port().to_string());
+        assert_eq!(get("PGUSER"), user);
+        assert_eq!(get("PGDATABASE"), "postgres");
+        assert_eq!(get("PGSSLMODE"), "verify-full");
+        assert_eq!(
+            get("PGSSLROOTCERT"),
+            emulator.ca_path().display().to_string()
+        );
+        let token = get("PGPASSWORD");
+        assert!(!ran.err.contains(token), "the warning shows the token");
+        assert_eq!(login(&emulator, user, token).await, user);
+    }
+}
+
+/// `pgauth psql` with `overrides`: the environment psql gets, and its arguments.
+async fn psql_env(
+    emulator: &Emulator,
+    overrides: &[(&str, &str)],
+    args: &[&str],
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut argv = vec!["-q", "psql"];
+    if !args.is_empty() {
+        argv.push("--");
+        argv.extend_from_slice(args);
+    }
+    let ran = pgauth(&argv, &env(emulator, overrides)).await;
+    let Outcome::Exec(command) = ran.outcome else {
+        panic!("{overrides:?}: no psql to run: {}", ran.err);
+    };
+    assert_eq!(command.get_program(), "psql");
+    let envs = command
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string())))
+        .collect();
+    let args = command
+        .get_args()
+        .map(|a| a.to_str().unwrap().to_string())
+        .collect();
+    (envs, args)
+}
+
+#[tokio::test]
+async fn psql_gets_the_token_in_its_environment_only() {
+    let emulator = emulator().await;
+    let ca = emulator.ca_path().display().to_string();
+    // (settings, the PGSSLMODE psql gets, the PGSSLROOTCERT it gets)
+    let cases: [(Overrides<'_>, &str, Option<&str>); 5] = [
+        (&[AZURE], "verify-full", Some(&ca)),
+        // A token is a password: a mode that does not check the server becomes verify-full.
+        (&[AZURE, ("PGSSLMODE", "require")], "verify-full", Some(&ca)),
+        (&[AZURE, ("PGSSLMODE", "verify-ca")], "verify-ca", Some(&ca)),
+        // Without a CA file, the system store: libpq has no copy of the bundled roots.
+        (
+            &[
+                AZURE,
+                ("PGSSLMODE", ""),
+                ("PGSSLROOTCERT", ""),
+                ("PGAUTH_AZURE_CA_FILE", &ca),
+            ],
+            "verify-full",
+            Some("system"),
+        ),
+        // The loopback opt-in passes through, as the library allows it.
+        (
+            &[
+                AZURE,
+                ("PGSSLMODE", "disable"),
+                ("PGAUTH_INSECURE_LOOPBACK", "1"),
+            ],
+            "disable",
+            Some(&ca),
+        ),
+    ];
+    for (overrides, mode, root) in cases {
+        let (envs, args) = psql_env(&emulator, overrides, &["-c", "select 1"]).await;
+        let get = |name: &str| {
+            envs.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("PGSSLMODE"), Some(mode), "{overrides:?}");
+        assert_eq!(get("PGSSLROOTCERT"), root, "{overrides:?}");
+        assert_eq!(get("PGUSER"), Some(emulator.azure_role()));
+        let token = get("PGPASSWORD").expect("PGPASSWORD");
+        assert_eq!(args, ["-c", "select 1"]);
+        assert!(args.iter().all(|a| !a.contains(token)));
+        assert_eq!(
+            login(&emulator, emulator.azure_role(), token).await,
+            emulator.azure_role()
+        );
+    }
+}
+
+/// Runs `pgauth doctor --json` and checks the failed step and a fragment of its fix.
+async fn check_doctor(env: &cloud_pg_auth::Env, failed: Option<&str>, fix: &str) -> Value {
+    let ran = pgauth(&["doctor", "--json"], env).await;
+    let report: Value =
+        serde_json::from_str(&ran.out).unwrap_or_else(|e| panic!("{e}: {}", ran.out));
+    assert_eq!(report["failed_step"].as_str(), failed, "{report:#}");
+    assert_eq!(report["ok"], failed.is_none(), "{report:#}");
+    assert_eq!(ran.code(), Some(if failed.is_none() { 0 } else { 1 }));
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 8);
+    let mut reached = true;
+    for step in steps {
+        let status = step["status"].as_str().unwrap();
+        if reached {
+            if Some(step["name"].as_str().unwrap()) == failed {
+                assert_eq!(status, "failed", "{step:#}");
+                let text = step["fix"].as_str().unwrap();
+                assert!(text.contains(fix), "fix {text:?} lacks {fix:?}");
+                reached = false;
+            } else {
+                assert!(matches!(status, "ok" | "skipped"), "{step:#}");
+            }
+        } else {
+            assert_eq!(status, "not_run", "{step:#}");
+        }
+    }
+    report
+}
+
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn doctor_passes_every_step_and_never_shows_the_token() {
+    let emulator = emulator().await;
+    let aws_role = emulator.aws_role().to_string();
+    let cases: [&[(&str, &str)]; 3] = [
+        &[AZURE],
+        &[AZURE, MANAGED_IDENTITY],
+        &[AWS, ("PGUSER", &aws_role)],
+    ];
+    for overrides in cases {
+        let env = env(&emulator, overrides);
+        let report = check_doctor(&env, None, "").await;
+        let token = pgauth(&["token"], &env).await.out;
+        let signature = token.trim().rsplit(['.', '=']).next().unwrap();
+        assert!(!report.to_string().contains(signature), "{report}");
+        // The people's version: one line per step, a verdict.
+        let human = pgauth(&["doctor"], &env).await;
+        assert_eq!(human.code(), Some(0));
+        assert!(human.out.contains("verdict: OK"), "{}", human.out);
+        for (name, _) in cloud_pg_auth_cli::doctor::STEPS {
+            assert!(
+                human.out.contains(&format!(" {name} ")),
+                "{name}: {}",
+                human.out
+            );
+        }
+        assert!(!human.out.contains(signature));
+    }
+    let azure = check_doctor(&env(&emulator, &[AZURE]), None, "").await;
+    assert_eq!(
+        step(&azure, "token")["data"]["aud"],
+        "https://ossrdbms-aad.database.windows.net"
+    );
+    assert_eq!(
+        step(&azure, "current_user")["data"]["current_user"],
+        emulator.azure_role()
+    );
+    let aws = check_doctor(&env(&emulator, &[AWS, ("PGUSER", &aws_role)]), None, "").await;
+    assert_eq!(step(&aws, "roles")["data"]["member_of"][0], "rds_iam");
+}
+
+#[tokio::test]
+async fn doctor_stops_at_the_step_that_is_wrong() {
+    let emulator = emulator().await;
+    let cases: [(Overrides<'_>, &str, &str); 6] = [
+        (
+            &[AZURE, ("PGSSLMODE", "disable")],
+            "settings",
+            "change PGSSLMODE",
+        ),
+        (
+            &[("PGAUTH_METHOD", "bogus")],
+            "settings",
+            "change PGAUTH_METHOD",
+        ),
+        (
+            &[AZURE, ("PGAUTH_AZURE_CREDENTIAL", "client-secret")],
+            "credential",
+            "AZURE_CLIENT_SECRET",
+        ),
+        (
+            &[
+                AZURE,
+                MANAGED_IDENTITY,
+                ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000000"),
+            ],
+            "token",
+            "AZURE_CLIENT_ID",
+        ),
+        // Wrong audience: a scope for Azure SQL Database instead of PostgreSQL.
+        (
+            &[
+                AZURE,
+                (
+                    "PGAUTH_AZURE_SCOPE",
+                    "https://database.windows.net/.default",
+                ),
+            ],
+            "audience",
+            "unset PGAUTH_AZURE_SCOPE",
+        ),
+        // A role mapped to another identity.
+        (
+            &[AZURE, ("PGUSER", "pgauth-webapp")],
+            "login",
+            "(PGUSER=pgauth-uami)",
+        ),
+    ];
+    for (overrides, failed, fix) in cases {
+        check_doctor(&env(&emulator, overrides), Some(failed), fix).await;
+    }
+}
+
+#[tokio::test]
+async fn doctor_explains_a_server_in_another_cloud() {
+    // The server is in US Gov; the client asks for the public cloud's audience. The host
+    // (127.0.0.1) does not say which cloud the server is in, so the server's refusal at
+    // login is the first place the mismatch shows; the fix names the cloud it asked for.
+    let emulator = Emulator::start(EmulatorOptions {
+        cloud: Cloud::UsGov,
+        ..EmulatorOptions::default()
+    })
+    .await
+    .unwrap();
+    let report = check_doctor(
+        &env(&emulator, &[AZURE]),
+        Some("login"),
+        "PGAUTH_AZURE_CLOUD=usgov",
+    )
+    .await;
+    let login = step(&report, "login");
+    assert_eq!(login["data"]["cause"], "audience");
+    assert!(
+        login["summary"]
+            .as_str()
+            .unwrap()
+            .contains("does not have a valid audience claim"),
+        "{login:#}"
+    );
+    // The fix works.
+    check_doctor(
+        &env(&emulator, &[AZURE, ("PGAUTH_AZURE_CLOUD", "usgov")]),
+        None,
+        "",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn doctor_names_the_role_to_create_for_an_unmapped_identity() {
+    let emulator = emulator().await;
+    // The system-assigned identity, whose role an administrator has not created.
+    let overrides = [AZURE, MANAGED_IDENTITY, ("AZURE_CLIENT_ID", "")];
+    emulator
+        .postgres()
+        .execute_admin(&format!("DROP ROLE \"{}\"", emulator.azure_system_role()))
+        .await
+        .unwrap();
+    let oid = emulator
+        .object_id_of(IdentityKind::SystemAssigned)
+        .to_string();
+    let report = check_doctor(
+        &env(&emulator, &overrides),
+        Some("login"),
+        &format!("--object-id {oid}"),
+    )
+    .await;
+    let login = step(&report, "login");
+    assert_eq!(login["data"]["cause"], "unmapped_identity");
+    assert_eq!(login["data"]["sqlstate"], "28P01");
+    assert_eq!(
+        login["data"]["message"],
+        format!(
+            "password authentication failed for user \"{}\"",
+            emulator.azure_system_role()
+        )
+    );
+    // The SQL the fix names, run by the administrator, makes the login work.
+    let sql = pgauth(
+        &[
+            "sql",
+            "create-role",
+            "--method",
+            "azure",
+            "--name",
+            emulator.azure_system_role(),
+            "--object-id",
+            &oid,
+            "--type",
+            "service",
+        ],
+        &env(&emulator, &[]),
+    )
+    .await;
+    assert_eq!(sql.code(), Some(0), "{}", sql.err);
+    emulator.postgres().execute_admin(&sql.out).await.unwrap();
+    check_doctor(&env(&emulator, &overrides), None, "").await;
+}
+
+/// Asks `port` for TLS until it answers `N` (a reload is asynchronous).
+async fn wait_for_no_tls(port: u16) {
+    for _ in 0..200 {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await
+            .unwrap();
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer).await.unwrap();
+        if answer[0] == b'N' {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server kept offering TLS after ssl = off");
+}
+
+#[tokio::test]
+async fn doctor_stops_at_tls_for_a_server_without_tls() {
+    let emulator = emulator().await;
+    // A real PostgreSQL listening on TCP with ssl = off: it answers 'N' to SSLRequest.
+    let ca = TestCa::generate();
+    let (cert_pem, key_pem) = ca.try_issue(&["localhost", "127.0.0.1"]).unwrap();
+    let server = PostgresServer::start(ServerOptions {
+        tcp: Some(TcpTls { cert_pem, key_pem }),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    server
+        .execute_admin("ALTER SYSTEM SET ssl = off")
+        .await
+        .unwrap();
+    server
+        .execute_admin("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    wait_for_no_tls(server.port()).await;
+    let port = server.port().to_string();
+    let report = check_doctor(
+        &env(&emulator, &[AZURE, ("PGPORT", &port)]),
+        Some("tls"),
+        "turn TLS on at the server",
+    )
+    .await;
+    assert!(
+        step(&report, "tls")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("answered 'N'"),
+        "{report:#}"
+    );
+    // And a port nobody listens on fails at the same step, saying so.
+    drop(server);
+    check_doctor(
+        &env(&emulator, &[AZURE, ("PGPORT", &port)]),
+        Some("tls"),
+        "check PGHOST and PGPORT",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn doctor_shows_the_names_of_a_certificate_that_does_not_fit() {
+    let emulator = emulator().await;
+    // A real server whose certificate names another host than the one dialled.
+    let ca = TestCa::generate();
+    let (cert_pem, key_pem) = ca.try_issue(&["db.example.internal"]).unwrap();
+    let server = PostgresServer::start(ServerOptions {
+        tcp: Some(TcpTls { cert_pem, key_pem }),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let ca_file = emulator.dir().join("other-ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let port = server.port().to_string();
+    let ca_file = ca_file.display().to_string();
+    let report = check_doctor(
+        &env(
+            &emulator,
+            &[AZURE, ("PGPORT", &port), ("PGSSLROOTCERT", &ca_file)],
+        ),
+        Some("tls"),
+        "connect by a name the certificate holds (db.example.internal)",
+    )
+    .await;
+    assert_eq!(
+        step(&report, "tls")["data"]["certificate_names"][0],
+        "db.example.internal"
+    );
+    // The emulator's CA is not among the public roots the library bundles.
+    check_doctor(
+        &env(&emulator, &[AZURE, ("PGSSLROOTCERT", "")]),
+        Some("tls"),
+        "set PGSSLROOTCERT",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn create_role_sql_is_safe_with_hostile_names() {
+    let emulator = emulator().await;
+    let server = emulator.postgres();
+    server
+        .execute_admin("CREATE TABLE public.canary (x int)")
+        .await
+        .unwrap();
+    let (admin, connection) = server
+        .admin_config()
+        .connect(cloud_pg_auth::tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let hostile = [
+        "x\"; DROP TABLE public.canary; --",
+        "Robert'); DROP TABLE public.canary; --",
+        "back\\slash\\'",
+        "$pgauth$ dollar $$",
+        "ünïcødé 名前",
+        "  spaces  ",
+        "UPPER lower",
+    ];
+    for (i, name) in hostile.iter().enumerate() {
+        let oid = format!("00000000-0000-4000-8000-{i:012}");
+        let ran = pgauth(
+            &[
+                "sql",
+                "create-role",
+                "--method",
+                "azure",
+                "--name",
+                name,
+                "--object-id",
+                &oid,
+            ],
+            &env(&emulator, &[]),
+        )
+        .await;
+        assert_eq!(ran.code(), Some(0), "{name:?}: {}", ran.err);
+        server
+            .execute_admin(&ran.out)
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {e}\n{}", ran.out));
+        let found: i64 = admin
+            .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[name])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(found, 1, "{name:?}\n{}", ran.out);
+    }
+    let canary: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 'canary'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(canary, 1, "a hostile name ran SQL");
+    // Refused outright: names that cannot be a login.
+    for (args, fragment) in [
+        (
+            vec!["--method", "aws", "--name", "x\"; DROP TABLE t; --"],
+            "cannot carry",
+        ),
+        (
+            vec!["--method", "azure", "--name", "a\nb"],
+            "control character",
+        ),
+    ] {
+        let mut argv = vec!["sql", "create-role"];
+        argv.extend(args);
+        let ran = pgauth(&argv, &env(&emulator, &[])).await;
+        assert_eq!(ran.code(), Some(2));
+        assert!(ran.err.contains(fragment), "{}", ran.err);
+        assert_eq!(ran.out, "");
+    }
+}
+
+#[tokio::test]
+async fn certificate_names_are_read_from_der() {
+    let ca = TestCa::generate();
+    let (cert_pem, _) = ca
+        .try_issue(&["db.example.internal", "localhost", "127.0.0.1", "::1"])
+        .unwrap();
+    use rustls_pki_types::pem::PemObject as _;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+    let names = tlsprobe::cert_names(&der);
+    assert_eq!(
+        names.alt_names,
+        ["db.example.internal", "localhost", "127.0.0.1", "::1"]
+    );
+    assert!(names.not_after.is_some());
+}

@@ -1,0 +1,1 @@
+DROP TABLE diesel_adapter_items;

@@ -1,0 +1,255 @@
+//! Through the local emulator (a real PostgreSQL behind a token-checking front), with the
+//! password method, over TLS checked as verify-full against the emulator's CA.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cloud_pg_auth::{AccessToken, CallbackSource, Env, Settings, chain_text};
+use cloud_pg_auth_sqlx::sqlx::migrate::Migrator;
+use cloud_pg_auth_sqlx::{Error, MigrationEngine, PooledEngine};
+use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
+
+async fn emulator() -> Emulator {
+    Emulator::start(EmulatorOptions::default())
+        .await
+        .expect("the emulator starts")
+}
+
+fn settings_with(emulator: &Emulator, password: &str, drop_vars: &[&str]) -> Settings {
+    let mut pairs: Vec<(String, String)> = emulator
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !drop_vars.contains(&k.as_str()))
+        .collect();
+    pairs.extend([
+        ("PGAUTH_METHOD".to_string(), "password".to_string()),
+        ("PGUSER".to_string(), emulator.password_role().to_string()),
+        ("PGPASSWORD".to_string(), password.to_string()),
+    ]);
+    Settings::from_env_vars(&Env::from_pairs(pairs)).expect("valid settings")
+}
+
+fn settings(emulator: &Emulator) -> Settings {
+    settings_with(emulator, emulator.password(), &[])
+}
+
+async fn migrator() -> Migrator {
+    Migrator::new(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/migrations"
+    )))
+    .await
+    .unwrap()
+}
+
+async fn current_user(engine: &PooledEngine) -> Result<String, Error> {
+    let mut connection = engine.get().await?;
+    Ok(sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut *connection)
+        .await?)
+}
+
+/// Waits until every connection is back in the pool (sqlx returns a dropped connection on a
+/// task of its own); fails the test after 2,000 polls.
+async fn settle(engine: &PooledEngine) {
+    for _ in 0..2000 {
+        if engine.pool().num_idle() == engine.pool().size() as usize {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    panic!("connections did not come back to the pool");
+}
+
+use cloud_pg_auth_sqlx::sqlx;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_login_migrations_status_and_dispose() {
+    let emulator = emulator().await;
+    let migrations = MigrationEngine::from_settings(settings(&emulator))
+        .await
+        .unwrap();
+    let migrator = migrator().await;
+    assert_eq!(migrations.run_migrations(&migrator).await.unwrap(), [1]);
+    assert!(
+        migrations
+            .run_migrations(&migrator)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let status = migrations.status();
+    assert_eq!(status.connections_opened, 2);
+    assert!(status.pool.is_none());
+    migrations.dispose().await;
+    assert!(matches!(migrations.connect().await, Err(Error::Disposed)));
+
+    let engine = PooledEngine::from_settings(settings(&emulator))
+        .await
+        .unwrap();
+    assert_eq!(
+        current_user(&engine).await.unwrap(),
+        emulator.password_role()
+    );
+    settle(&engine).await;
+    assert_eq!(
+        current_user(&engine).await.unwrap(),
+        emulator.password_role()
+    );
+    settle(&engine).await;
+    let status = engine.status();
+    assert_eq!(
+        status.connections_opened, 1,
+        "the second checkout reuses the first connection"
+    );
+    assert_eq!(status.auth_retries, 0);
+    let pool = status.pool.unwrap();
+    assert_eq!(
+        (pool.max_size, pool.size, pool.idle, pool.waiting),
+        (10, 1, 1, 0)
+    );
+    engine.dispose().await;
+    assert!(matches!(engine.get().await, Err(Error::Disposed)));
+    emulator.stop().await.unwrap();
+}
+
+/// The server refuses the first token: the checkout drops it, installs a new one and tries
+/// once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_retried_once_with_a_new_token() {
+    let emulator = emulator().await;
+    let calls = Arc::new(AtomicU64::new(0));
+    let password = emulator.password().to_string();
+    let counter = Arc::clone(&calls);
+    let source = CallbackSource::sync("rotating", move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let secret = if n == 0 {
+            "stale-password".to_string()
+        } else {
+            password.clone()
+        };
+        Ok::<_, std::io::Error>(AccessToken::new(secret))
+    });
+    let engine = PooledEngine::builder(settings(&emulator))
+        .token_source(Arc::new(source))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        current_user(&engine).await.unwrap(),
+        emulator.password_role()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let status = engine.status();
+    assert_eq!((status.auth_retries, status.connections_opened), (1, 1));
+    engine.dispose().await;
+
+    // The migration engine retries the same way.
+    let calls = Arc::new(AtomicU64::new(0));
+    let password = emulator.password().to_string();
+    let counter = Arc::clone(&calls);
+    let source = CallbackSource::sync("rotating", move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let secret = if n == 0 {
+            "stale-password".to_string()
+        } else {
+            password.clone()
+        };
+        Ok::<_, std::io::Error>(AccessToken::new(secret))
+    });
+    let migrations = MigrationEngine::builder(settings(&emulator))
+        .token_source(Arc::new(source))
+        .build()
+        .await
+        .unwrap();
+    drop(migrations.connect().await.unwrap());
+    assert_eq!(migrations.status().auth_retries, 1);
+    migrations.dispose().await;
+    emulator.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_reaches_the_caller_with_the_servers_refusal() {
+    let emulator = emulator().await;
+    let engine = PooledEngine::from_settings(settings_with(&emulator, "not-the-password", &[]))
+        .await
+        .unwrap();
+    let error = engine.get().await.err().unwrap();
+    assert!(error.is_auth_failure(), "{error:?}");
+    let text = chain_text(&error);
+    assert!(text.contains("refused the credentials twice"), "{text}");
+    assert!(!text.contains("not-the-password"), "{text}");
+    assert_eq!(engine.status().auth_retries, 1);
+    engine.dispose().await;
+    emulator.stop().await.unwrap();
+}
+
+/// Without the emulator's CA, verify-full fails: sqlx really checks the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_refused_with_a_hint() {
+    let emulator = emulator().await;
+    let engine = PooledEngine::from_settings(settings_with(
+        &emulator,
+        emulator.password(),
+        &["PGSSLROOTCERT"],
+    ))
+    .await
+    .unwrap();
+    let error = engine.get().await.err().unwrap();
+    let text = chain_text(&error);
+    assert!(text.contains("PGSSLROOTCERT"), "{text}");
+    engine.dispose().await;
+    emulator.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_in_a_throwaway_runtime_leave_the_pool_healthy() {
+    let emulator = emulator().await;
+    let engine = PooledEngine::from_settings(settings(&emulator))
+        .await
+        .unwrap();
+    assert_eq!(
+        current_user(&engine).await.unwrap(),
+        emulator.password_role()
+    );
+    for flavor in ["current_thread", "multi_thread"] {
+        let settings = settings(&emulator);
+        let applied = std::thread::spawn(move || {
+            let runtime = match flavor {
+                "current_thread" => tokio::runtime::Builder::new_current_thread(),
+                _ => tokio::runtime::Builder::new_multi_thread(),
+            }
+            .enable_all()
+            .build()
+            .unwrap();
+            let applied = runtime.block_on(async {
+                let migrations = MigrationEngine::from_settings(settings).await.unwrap();
+                let applied = migrations.run_migrations(&migrator().await).await.unwrap();
+                migrations.dispose().await;
+                applied
+            });
+            drop(runtime);
+            applied
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            applied.len(),
+            usize::from(flavor == "current_thread"),
+            "{flavor}"
+        );
+        // A connection opened now, on the engine's runtime, after the other runtime is gone.
+        settle(&engine).await;
+        while let Some(idle) = engine.pool().try_acquire() {
+            idle.close().await.unwrap();
+        }
+        assert_eq!(
+            current_user(&engine).await.unwrap(),
+            emulator.password_role()
+        );
+    }
+    assert_eq!(engine.status().connections_opened, 3);
+    engine.dispose().await;
+    emulator.stop().await.unwrap();
+}

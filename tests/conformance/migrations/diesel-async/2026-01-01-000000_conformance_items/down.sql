@@ -1,0 +1,1 @@
+DROP TABLE conformance_items;
