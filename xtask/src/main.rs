@@ -78,7 +78,10 @@ fn run(step: &str, cmd: &mut Command) -> Result<()> {
 
 fn test() -> Result<()> {
     ensure_postgres()?;
-    run("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
     run(
         "cargo clippy (all targets, all features, -D warnings)",
         cargo().args([
@@ -93,7 +96,13 @@ fn test() -> Result<()> {
     )?;
     run(
         "cargo check cloud-pg-auth without default features",
-        cargo().args(["check", "--quiet", "-p", "cloud-pg-auth", "--no-default-features"]),
+        cargo().args([
+            "check",
+            "--quiet",
+            "-p",
+            "cloud-pg-auth",
+            "--no-default-features",
+        ]),
     )?;
     check_dependency_hygiene()?;
     run(
@@ -246,17 +255,33 @@ fn ensure_peer_venv() -> Result<PathBuf> {
 fn check_dependency_hygiene() -> Result<()> {
     eprintln!("xtask: dependency hygiene (no openssl, native-tls, pq-sys or ring)");
     let output = cargo()
-        .args(["tree", "--workspace", "--all-features", "--edges", "normal,build", "--prefix", "none"])
+        .args([
+            "tree",
+            "--workspace",
+            "--all-features",
+            "--edges",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
         .output()
         .context("could not run cargo tree")?;
     if !output.status.success() {
-        bail!("cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let tree = String::from_utf8_lossy(&output.stdout);
     let banned: Vec<&str> = tree
         .lines()
         .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| matches!(*name, "openssl" | "openssl-sys" | "native-tls" | "pq-sys" | "ring"))
+        .filter(|name| {
+            matches!(
+                *name,
+                "openssl" | "openssl-sys" | "native-tls" | "pq-sys" | "ring"
+            )
+        })
         .collect();
     if !banned.is_empty() {
         bail!(
@@ -282,11 +307,20 @@ fn ensure_postgres() -> Result<()> {
         );
     }
     eprintln!("xtask: installing PostgreSQL from Debian's packages");
-    run("apt-get update", Command::new("apt-get").args(["update", "-qq"]))?;
+    run(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
     run(
         "apt-get install postgresql",
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", "postgresql"])
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "postgresql",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
     if find_initdb().is_none() {

@@ -399,7 +399,7 @@ fn step_settings(state: &mut State<'_>) -> Result<Outcome, Failure> {
 
 async fn step_credential(state: &mut State<'_>) -> Result<Outcome, Failure> {
     let settings = settings(state).clone();
-    let source = session::source(&settings, state.env)
+    let source = session::source(&settings)
         .await
         .map_err(|e| error_failure(&e, "check the credential settings named above"))?;
     let info = source.info();

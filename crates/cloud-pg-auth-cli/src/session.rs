@@ -4,50 +4,27 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use cloud_pg_auth::aws::AwsSource;
-use cloud_pg_auth::azure::{AzureSource, JwtClaims};
+use cloud_pg_auth::azure::JwtClaims;
 use cloud_pg_auth::{
-    AccessToken, Auth, AuthMethod, AuthOptions, CacheOptions, Env, Error, RootCerts, Settings,
-    SslMode, StaticPassword, TokenSource, rfc3339,
+    AccessToken, Auth, AuthMethod, AuthOptions, Env, Error, RootCerts, Settings, SslMode,
+    TokenSource, rfc3339,
 };
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 
-/// Builds the token source the settings call for.
-///
-/// Like `cloud_pg_auth::source_from_settings`, except that the AWS source reads its static
-/// credentials from `env` rather than from the process: the same thing for the binary, and
-/// what lets tests run commands in-process with the emulator's variables.
-pub async fn source(settings: &Settings, env: &Env) -> Result<Arc<dyn TokenSource>, Error> {
-    match settings.resolved_method()? {
-        AuthMethod::Azure => Ok(Arc::new(AzureSource::new(&settings.azure)?)),
-        AuthMethod::Aws => {
-            let host = settings.host.as_deref().unwrap_or_default();
-            let user = settings.user.as_deref().unwrap_or_default();
-            let source = AwsSource::load(&settings.aws, env, host, settings.port, user).await?;
-            Ok(Arc::new(source))
-        }
-        AuthMethod::Password => match &settings.password {
-            Some(password) => Ok(Arc::new(StaticPassword::new(password.clone()))),
-            None => cloud_pg_auth::source_from_settings(settings).await,
-        },
-        _ => cloud_pg_auth::source_from_settings(settings).await,
-    }
+/// Builds the token source the settings call for (from the environment they were read from).
+pub async fn source(settings: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
+    cloud_pg_auth::source_from_settings(settings).await
 }
 
 /// The credential for one command: no background refresh (a command lives seconds), the
-/// settings' refresh policy and fallback password, as `Auth::from_settings` sets them.
+/// settings' refresh policy and fallback password.
 #[must_use]
 pub fn auth(settings: &Settings, source: Arc<dyn TokenSource>) -> Auth {
-    let mut cache = CacheOptions::default().policy(settings.refresh.clone());
-    if let Some(fallback) = &settings.fallback_password {
-        cache = cache.fallback_password(fallback.clone());
-    }
-    Auth::new(
+    Auth::for_settings(
+        settings,
         source,
-        AuthOptions::default()
-            .background_refresh(false)
-            .cache(cache),
+        AuthOptions::default().background_refresh(false),
     )
 }
 
@@ -79,7 +56,7 @@ impl Session {
     pub async fn open(env: &Env) -> Result<Self, Error> {
         let settings = Settings::from_env_vars(env)?;
         let method = settings.resolved_method()?;
-        let auth = auth(&settings, source(&settings, env).await?);
+        let auth = auth(&settings, source(&settings).await?);
         let token = auth.token().await?;
         Ok(Self {
             settings,

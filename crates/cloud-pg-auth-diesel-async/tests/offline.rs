@@ -213,7 +213,10 @@ async fn dropping_the_engine_stops_its_refresher_even_while_the_pool_lives_on() 
     assert!(auth.refresher_running());
     drop(engine);
     assert!(pool.is_closed());
-    assert!(!auth.refresher_running(), "stopped although the credential lives on");
+    assert!(
+        !auth.refresher_running(),
+        "stopped although the credential lives on"
+    );
     // The pool's manager holds the engine weakly: the clone of the credential above is the
     // last one, and dropping it ends the refresher and the source.
     assert!(!dropped.load(Ordering::SeqCst));

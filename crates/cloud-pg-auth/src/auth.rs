@@ -114,17 +114,25 @@ impl Auth {
 
     /// Builds the source the settings name (password, Azure or AWS) and wraps it, with the
     /// settings' refresh policy and fallback password. Each call creates a new credential.
-    pub async fn from_settings(
-        settings: &Settings,
-        mut options: AuthOptions,
-    ) -> Result<Self, Error> {
+    pub async fn from_settings(settings: &Settings, options: AuthOptions) -> Result<Self, Error> {
         settings.validate()?;
         let source = source_from_settings(settings).await?;
+        Ok(Self::for_settings(settings, source, options))
+    }
+
+    /// Wraps an already built `source` with the settings' refresh policy and fallback
+    /// password (for tools that report building the source and fetching as separate steps).
+    #[must_use]
+    pub fn for_settings(
+        settings: &Settings,
+        source: Arc<dyn TokenSource>,
+        mut options: AuthOptions,
+    ) -> Self {
         options.cache.policy = settings.refresh.clone();
         if let Some(fallback) = &settings.fallback_password {
             options.cache.fallback_password = Some(fallback.clone());
         }
-        Ok(Self::new(source, options))
+        Self::new(source, options)
     }
 
     /// A token valid now. See [`TokenCache::token`].
@@ -267,14 +275,9 @@ fn azure_source(_: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
 async fn aws_source(settings: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
     let host = settings.host.as_deref().unwrap_or_default();
     let user = settings.user.as_deref().unwrap_or_default();
-    let source = crate::aws::AwsSource::load(
-        &settings.aws,
-        &settings.env,
-        host,
-        settings.port,
-        user,
-    )
-    .await?;
+    let source =
+        crate::aws::AwsSource::load(&settings.aws, &settings.env, host, settings.port, user)
+            .await?;
     Ok(Arc::new(source))
 }
 

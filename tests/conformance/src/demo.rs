@@ -78,7 +78,14 @@ async fn steps<A: Adapter>(
     A::dispose_migration(&migration).await;
 
     say("pooled engine: queries through the pool");
-    let engine = A::pooled(settings, EngineOptions { max_size: 4, ..EngineOptions::default() }).await?;
+    let engine = A::pooled(
+        settings,
+        EngineOptions {
+            max_size: 4,
+            ..EngineOptions::default()
+        },
+    )
+    .await?;
     let outcome = pooled_steps::<A>(&engine, method, &role, row, &say).await;
     let status = A::status(&engine);
     A::dispose(&engine).await;
@@ -90,7 +97,9 @@ async fn steps<A: Adapter>(
     row.token_requests = status.auth.fetch_count + migration_status.auth.fetch_count;
     outcome?;
     if applied != 1 {
-        return Err(format!("expected 1 migration applied on a fresh database, got {applied}").into());
+        return Err(
+            format!("expected 1 migration applied on a fresh database, got {applied}").into(),
+        );
     }
     Ok(())
 }
@@ -112,7 +121,10 @@ async fn pooled_steps<A: Adapter>(
     let before = A::status(engine).auth.expires_at;
     // Azure tokens live TOKEN_LIFETIME here; RDS tokens always live 900 s and a password
     // never expires, so for those the same credential simply serves the new connection.
-    let rolls = matches!(method, Method::AzureManagedIdentity | Method::AzureWorkloadIdentity);
+    let rolls = matches!(
+        method,
+        Method::AzureManagedIdentity | Method::AzureWorkloadIdentity
+    );
     say(&format!(
         "token rollover: waiting {} s, then a new connection",
         TOKEN_LIFETIME.as_secs() + 1

@@ -150,7 +150,10 @@ impl Method {
                 set("PGAUTH_AZURE_CREDENTIAL", "workload-identity".into());
                 set("PGUSER", emulator.azure_workload_role().into());
                 set("AZURE_CLIENT_ID", emulator.workload_client_id().into());
-                set("PGAUTH_AZURE_CA_FILE", emulator.ca_path().display().to_string());
+                set(
+                    "PGAUTH_AZURE_CA_FILE",
+                    emulator.ca_path().display().to_string(),
+                );
             }
             Method::Aws => {
                 set("PGAUTH_METHOD", "aws".into());
@@ -173,7 +176,11 @@ impl Method {
 
     /// Settings for a fresh database `name` owned by this method's role, so sessions of
     /// different roles (and their migrations) do not share tables.
-    pub async fn settings_in_new_database(self, emulator: &Emulator, name: &str) -> Result<Settings, BoxError> {
+    pub async fn settings_in_new_database(
+        self,
+        emulator: &Emulator,
+        name: &str,
+    ) -> Result<Settings, BoxError> {
         let role = self.expected_role(emulator);
         emulator
             .postgres()

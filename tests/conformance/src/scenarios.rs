@@ -52,7 +52,10 @@ pub async fn logins_for_every_method<A: Adapter>() {
     let emulator = emulator(Duration::from_secs(3600)).await;
     for method in Method::ALL {
         let db = format!("logins_{}", method.name().replace('-', "_"));
-        let settings = method.settings_in_new_database(&emulator, &db).await.unwrap();
+        let settings = method
+            .settings_in_new_database(&emulator, &db)
+            .await
+            .unwrap();
         let role = method.expected_role(&emulator);
         let engine = A::pooled(settings.clone(), EngineOptions::default())
             .await
@@ -65,19 +68,36 @@ pub async fn logins_for_every_method<A: Adapter>() {
         }
         assert_eq!(A::current_user(&engine).await.unwrap(), role);
         let status = A::status(&engine);
-        let expected_method = if method == Method::Password { "password" } else if method == Method::Aws { "aws" } else { "azure" };
+        let expected_method = if method == Method::Password {
+            "password"
+        } else if method == Method::Aws {
+            "aws"
+        } else {
+            "azure"
+        };
         assert_eq!(status.auth.method, expected_method, "{status:?}");
         assert!(status.connections_opened >= 3, "{status:?}");
         assert!(status.pool.is_some(), "{status:?}");
         if method == Method::AzureManagedIdentity {
-            assert_eq!(status.auth.username.as_deref(), Some(role.as_str()), "derived from xms_mirid: {status:?}");
+            assert_eq!(
+                status.auth.username.as_deref(),
+                Some(role.as_str()),
+                "derived from xms_mirid: {status:?}"
+            );
         }
         A::dispose(&engine).await;
 
-        let migration = A::migration(settings)
+        let migration = A::migration(settings).await.unwrap_or_else(|e| {
+            panic!(
+                "{} {} migration engine: {}",
+                A::NAME,
+                method.name(),
+                text(&e)
+            )
+        });
+        let first = A::migrate(&migration)
             .await
-            .unwrap_or_else(|e| panic!("{} {} migration engine: {}", A::NAME, method.name(), text(&e)));
-        let first = A::migrate(&migration).await.unwrap_or_else(|e| panic!("{}", text(&e)));
+            .unwrap_or_else(|e| panic!("{}", text(&e)));
         let again = A::migrate(&migration).await.unwrap();
         assert_eq!((first, again), (1, 0), "migrations apply once");
         assert!(A::migration_status(&migration).pool.is_none());
@@ -125,16 +145,28 @@ pub async fn rollover_keeps_opening_connections<A: Adapter>() {
     let mut opened = 0_u32;
     while start.elapsed() < run {
         if let Err(e) = A::current_user_on_new_connection(&engine).await {
-            panic!("open {opened} failed at {:?}: {}", start.elapsed(), text(&e));
+            panic!(
+                "open {opened} failed at {:?}: {}",
+                start.elapsed(),
+                text(&e)
+            );
         }
         opened += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let requests = token_requests(&emulator);
     // 30 s of 5 s tokens refreshed when a third of their life remains: about 9 fetches.
-    assert!((6..=14).contains(&requests), "{requests} token requests for {opened} opens");
+    assert!(
+        (6..=14).contains(&requests),
+        "{requests} token requests for {opened} opens"
+    );
     assert!(opened >= 30, "{opened}");
-    assert_eq!(emulator.stats().logins_rejected.values().sum::<u64>(), 0, "{:?}", emulator.stats());
+    assert_eq!(
+        emulator.stats().logins_rejected.values().sum::<u64>(),
+        0,
+        "{:?}",
+        emulator.stats()
+    );
     A::dispose(&engine).await;
 }
 
@@ -147,31 +179,49 @@ pub async fn outage_is_ridden_out_while_the_token_is_valid<A: Adapter>() {
     A::current_user_on_new_connection(&engine).await.unwrap();
     let warm = tokio::time::Instant::now();
     emulator
-        .set_faults(Faults { down: Some(true), ..Faults::default() })
+        .set_faults(Faults {
+            down: Some(true),
+            ..Faults::default()
+        })
         .await
         .unwrap();
     // Refresh is due at about 5.3 s; the token expires at 8 s.
     let mut opens = 0;
     while warm.elapsed() < Duration::from_millis(7000) {
         if let Err(e) = A::current_user_on_new_connection(&engine).await {
-            panic!("open failed at {:?} with a valid token: {}", warm.elapsed(), text(&e));
+            panic!(
+                "open failed at {:?} with a valid token: {}",
+                warm.elapsed(),
+                text(&e)
+            );
         }
         opens += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(opens > 10);
-    assert!(A::status(&engine).auth.failure_count >= 1, "the refresher tried and failed");
+    assert!(
+        A::status(&engine).auth.failure_count >= 1,
+        "the refresher tried and failed"
+    );
     tokio::time::sleep_until(warm + Duration::from_millis(8500)).await;
-    let error = A::current_user_on_new_connection(&engine).await.unwrap_err();
+    let error = A::current_user_on_new_connection(&engine)
+        .await
+        .unwrap_err();
     let message = text(&error);
-    assert!(message.contains("127.0.0.1"), "names the endpoint: {message}");
+    assert!(
+        message.contains("127.0.0.1"),
+        "names the endpoint: {message}"
+    );
     assert!(message.contains("no valid token"), "{message}");
     assert!(
         message.contains("refused") || message.contains("connect") || message.contains("reset"),
         "gives the cause: {message}"
     );
     emulator
-        .set_faults(Faults { down: Some(false), ..Faults::default() })
+        .set_faults(Faults {
+            down: Some(false),
+            ..Faults::default()
+        })
         .await
         .unwrap();
     let mut recovered = false;
@@ -210,9 +260,16 @@ pub async fn throttling_is_honoured<A: Adapter>() {
     }
     // Warm-up, then the refresh at about 5.3 s answered 429 "retry after 30 s": nothing more.
     let requests = token_requests(&emulator);
-    assert!((2..=3).contains(&requests), "{requests} token requests: {:?}", emulator.stats());
+    assert!(
+        (2..=3).contains(&requests),
+        "{requests} token requests: {:?}",
+        emulator.stats()
+    );
     let status = A::status(&engine).auth;
-    assert!(status.last_error.as_deref().unwrap_or("").contains("429"), "{status:?}");
+    assert!(
+        status.last_error.as_deref().unwrap_or("").contains("429"),
+        "{status:?}"
+    );
     A::dispose(&engine).await;
 }
 
@@ -224,17 +281,30 @@ pub async fn slow_endpoint_does_not_delay_opens<A: Adapter>() {
     A::current_user_on_new_connection(&engine).await.unwrap();
     assert_eq!(emulator.stats().tokens_issued.total, 1);
     emulator
-        .set_faults(Faults { latency_ms: Some(3000), ..Faults::default() })
+        .set_faults(Faults {
+            latency_ms: Some(3000),
+            ..Faults::default()
+        })
         .await
         .unwrap();
     // The background refresh (due at 4 s) reaches the endpoint and waits there 3 s.
-    eventually("a refresh in flight", Duration::from_secs(8), || token_requests(&emulator) == 2).await;
+    eventually("a refresh in flight", Duration::from_secs(8), || {
+        token_requests(&emulator) == 2
+    })
+    .await;
     for _ in 0..10 {
         A::current_user_on_new_connection(&engine).await.unwrap();
     }
     // Ten new connections opened while that refresh had not been answered yet.
-    assert_eq!(emulator.stats().tokens_issued.total, 1, "opens waited for the endpoint");
-    eventually("the refresh completes", Duration::from_secs(8), || emulator.stats().tokens_issued.total == 2).await;
+    assert_eq!(
+        emulator.stats().tokens_issued.total,
+        1,
+        "opens waited for the endpoint"
+    );
+    eventually("the refresh completes", Duration::from_secs(8), || {
+        emulator.stats().tokens_issued.total == 2
+    })
+    .await;
     A::current_user_on_new_connection(&engine).await.unwrap();
     A::dispose(&engine).await;
 }
@@ -256,7 +326,10 @@ pub async fn postgres_restart_is_survived<A: Adapter>() {
         user = A::current_user(&engine).await;
     }
     assert_eq!(user.map_err(|e| text(&e)).unwrap(), role);
-    assert!(A::status(&engine).connections_opened > before, "new connections were opened");
+    assert!(
+        A::status(&engine).connections_opened > before,
+        "new connections were opened"
+    );
     A::dispose(&engine).await;
 }
 
@@ -271,7 +344,9 @@ pub fn runtime_affinity<A: Adapter>() {
     let emulator = main.block_on(emulator(Duration::from_secs(3600)));
     let settings = Method::AzureManagedIdentity.settings(&emulator);
     let role = Method::AzureManagedIdentity.expected_role(&emulator);
-    let engine = main.block_on(A::pooled(settings.clone(), EngineOptions::default())).unwrap();
+    let engine = main
+        .block_on(A::pooled(settings.clone(), EngineOptions::default()))
+        .unwrap();
     assert_eq!(main.block_on(A::current_user(&engine)).unwrap(), role);
 
     let migration_settings = main
@@ -301,7 +376,10 @@ pub fn runtime_affinity<A: Adapter>() {
         // The pooled engine's own credential still fetches (new token) and logs in.
         A::auth(&engine).refresh_now().await.unwrap();
         for _ in 0..3 {
-            assert_eq!(A::current_user_on_new_connection(&engine).await.unwrap(), role);
+            assert_eq!(
+                A::current_user_on_new_connection(&engine).await.unwrap(),
+                role
+            );
         }
         A::dispose(&engine).await;
     });
@@ -337,7 +415,9 @@ impl Drop for DropRecorder {
 
 impl fmt::Debug for DropRecorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DropRecorder").field("inner", &self.inner).finish()
+        f.debug_struct("DropRecorder")
+            .field("inner", &self.inner)
+            .finish()
     }
 }
 
@@ -364,17 +444,30 @@ pub async fn dispose_leaves_no_task_and_no_credential<A: Adapter>() {
     let baseline = metrics.num_alive_tasks();
     let settings = Method::Password.settings(&emulator);
     let (source, dropped) = DropRecorder::new(emulator.password());
-    let settings = Settings { password: None, method: AuthMethod::Auto, ..settings }.for_custom_source();
-    let engine = A::pooled_with_source(settings, source, EngineOptions::default()).await.unwrap();
+    let settings = Settings {
+        password: None,
+        method: AuthMethod::Auto,
+        ..settings
+    }
+    .for_custom_source();
+    let engine = A::pooled_with_source(settings, source, EngineOptions::default())
+        .await
+        .unwrap();
     for _ in 0..3 {
         A::current_user(&engine).await.unwrap();
         A::current_user_on_new_connection(&engine).await.unwrap();
     }
     assert!(A::auth(&engine).refresher_running());
     A::dispose(&engine).await;
-    assert!(dropped.load(Ordering::SeqCst), "the credential's last reference is gone");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the credential's last reference is gone"
+    );
     assert!(!A::auth(&engine).refresher_running());
-    eventually("our tasks end", Duration::from_secs(10), || metrics.num_alive_tasks() <= baseline).await;
+    eventually("our tasks end", Duration::from_secs(10), || {
+        metrics.num_alive_tasks() <= baseline
+    })
+    .await;
     let after = A::current_user(&engine).await.unwrap_err();
     assert!(text(&after).contains("disposed"), "{}", text(&after));
     drop(engine);
@@ -392,13 +485,26 @@ pub async fn drop_without_dispose_stops_the_refresher<A: Adapter>() {
     let baseline = metrics.num_alive_tasks();
     let settings = Method::Password.settings(&emulator);
     let (source, dropped) = DropRecorder::new(emulator.password());
-    let settings = Settings { password: None, method: AuthMethod::Auto, ..settings }.for_custom_source();
-    let engine = A::pooled_with_source(settings, source, EngineOptions::default()).await.unwrap();
+    let settings = Settings {
+        password: None,
+        method: AuthMethod::Auto,
+        ..settings
+    }
+    .for_custom_source();
+    let engine = A::pooled_with_source(settings, source, EngineOptions::default())
+        .await
+        .unwrap();
     A::current_user(&engine).await.unwrap();
     assert!(A::auth(&engine).refresher_running());
     drop(engine);
-    eventually("the credential is dropped", Duration::from_secs(10), || dropped.load(Ordering::SeqCst)).await;
-    eventually("our tasks end", Duration::from_secs(10), || metrics.num_alive_tasks() <= baseline).await;
+    eventually("the credential is dropped", Duration::from_secs(10), || {
+        dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    eventually("our tasks end", Duration::from_secs(10), || {
+        metrics.num_alive_tasks() <= baseline
+    })
+    .await;
     emulator.stop().await.unwrap();
 }
 
@@ -446,13 +552,22 @@ pub async fn no_token_in_debug_or_logs<A: Adapter>() {
     let mut printed = String::new();
     for method in Method::ALL {
         let db = format!("debug_{}", method.name().replace('-', "_"));
-        let settings = method.settings_in_new_database(&emulator, &db).await.unwrap();
+        let settings = method
+            .settings_in_new_database(&emulator, &db)
+            .await
+            .unwrap();
         printed += &format!("{settings:?}");
-        let engine = A::pooled(settings.clone(), EngineOptions::default()).await.unwrap();
+        let engine = A::pooled(settings.clone(), EngineOptions::default())
+            .await
+            .unwrap();
         A::current_user_on_new_connection(&engine).await.unwrap();
         secrets.push(A::auth(&engine).token().await.unwrap().secret().clone());
         printed += &A::debug(&engine);
-        printed += &format!("{:?} {}", A::status(&engine), serde_json::to_string(&A::status(&engine)).unwrap());
+        printed += &format!(
+            "{:?} {}",
+            A::status(&engine),
+            serde_json::to_string(&A::status(&engine)).unwrap()
+        );
         let migration = A::migration(settings).await.unwrap();
         A::migrate(&migration).await.unwrap();
         printed += &format!("{:?}", A::migration_status(&migration));
@@ -460,13 +575,23 @@ pub async fn no_token_in_debug_or_logs<A: Adapter>() {
         A::dispose(&engine).await;
     }
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    assert!(logs.contains("token refreshed"), "TRACE logs were captured: {}", &logs[..logs.len().min(3000)]);
+    assert!(
+        logs.contains("token refreshed"),
+        "TRACE logs were captured: {}",
+        &logs[..logs.len().min(3000)]
+    );
     let everything = format!("{printed}\n{logs}");
     for secret in &secrets {
-        assert!(!everything.contains(secret.expose()), "a secret was printed");
+        assert!(
+            !everything.contains(secret.expose()),
+            "a secret was printed"
+        );
     }
     assert!(!everything.contains("eyJ"), "a JWT was printed");
-    assert!(!everything.contains("X-Amz-Signature"), "an RDS token was printed");
+    assert!(
+        !everything.contains("X-Amz-Signature"),
+        "an RDS token was printed"
+    );
     emulator.stop().await.unwrap();
 }
 
@@ -476,12 +601,24 @@ pub async fn plaintext_is_refused<A: Adapter>() {
     let emulator = emulator(Duration::from_secs(3600)).await;
     let settings = Method::AzureManagedIdentity.settings(&emulator);
     let clear = settings.clone().ssl_mode(SslMode::Disable);
-    let error = A::pooled(clear.clone(), EngineOptions::default()).await.err().expect("refused at start");
+    let error = A::pooled(clear.clone(), EngineOptions::default())
+        .await
+        .err()
+        .expect("refused at start");
     assert!(text(&error).contains("PGSSLMODE"), "{}", text(&error));
-    let opted_out = Settings { insecure_loopback: true, ..clear };
-    let engine = A::pooled(opted_out, EngineOptions::default()).await.unwrap();
+    let opted_out = Settings {
+        insecure_loopback: true,
+        ..clear
+    };
+    let engine = A::pooled(opted_out, EngineOptions::default())
+        .await
+        .unwrap();
     let error = A::current_user(&engine).await.unwrap_err();
-    assert!(text(&error).contains("no encryption"), "the server refuses plaintext: {}", text(&error));
+    assert!(
+        text(&error).contains("no encryption"),
+        "the server refuses plaintext: {}",
+        text(&error)
+    );
     A::dispose(&engine).await;
     emulator.stop().await.unwrap();
 }
@@ -503,10 +640,30 @@ pub async fn bad_settings_are_refused<A: Adapter>() {
         .method(AuthMethod::Azure);
     check::<A>(azure.clone().password("hunter2"), "PGPASSWORD").await;
     check::<A>(azure.clone().ssl_mode(SslMode::Prefer), "PGSSLMODE").await;
-    check::<A>(Settings::default().method(AuthMethod::Aws).host("db.abc.eu-west-1.rds.amazonaws.com"), "PGUSER").await;
-    check::<A>(Settings::default().method(AuthMethod::Password).host("db").user("u"), "PGPASSWORD").await;
+    check::<A>(
+        Settings::default()
+            .method(AuthMethod::Aws)
+            .host("db.abc.eu-west-1.rds.amazonaws.com"),
+        "PGUSER",
+    )
+    .await;
+    check::<A>(
+        Settings::default()
+            .method(AuthMethod::Password)
+            .host("db")
+            .user("u"),
+        "PGPASSWORD",
+    )
+    .await;
     check::<A>(Settings::default().user("u").password("hunter2"), "PGHOST").await;
-    check::<A>(Settings { insecure_loopback: true, ..azure }, "PGAUTH_INSECURE_LOOPBACK").await;
+    check::<A>(
+        Settings {
+            insecure_loopback: true,
+            ..azure
+        },
+        "PGAUTH_INSECURE_LOOPBACK",
+    )
+    .await;
 }
 
 /// Generates the conformance tests for one adapter.
