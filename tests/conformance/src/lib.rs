@@ -74,6 +74,7 @@ pub trait Adapter: Send + Sync + 'static {
     async fn dispose_migration(engine: &Self::Migration);
 }
 
+pub mod adapters;
 pub mod bench;
 pub mod demo;
 pub mod scenarios;

@@ -666,6 +666,49 @@ pub async fn bad_settings_are_refused<A: Adapter>() {
     .await;
 }
 
+/// Counters of a short password session add up: one fetch, two migration connections, one
+/// connection per forced open, and a disposed engine that refuses checkouts.
+pub async fn counters_add_up<A: Adapter>() {
+    let emulator = emulator(Duration::from_secs(3600)).await;
+    let db = format!("counters_{}", A::NAME.replace('-', "_"));
+    let settings = Method::Password
+        .settings_in_new_database(&emulator, &db)
+        .await
+        .unwrap();
+    let role = emulator.password_role().to_string();
+
+    let migration = A::migration(settings.clone()).await.unwrap();
+    assert_eq!(A::migrate(&migration).await.unwrap(), 1);
+    assert_eq!(A::migrate(&migration).await.unwrap(), 0);
+    assert_eq!(A::migration_status(&migration).connections_opened, 2);
+    A::dispose_migration(&migration).await;
+
+    let engine = A::pooled(settings, EngineOptions::default()).await.unwrap();
+    assert_eq!(A::current_user(&engine).await.unwrap(), role);
+    assert_eq!(A::current_user(&engine).await.unwrap(), role);
+    assert_eq!(
+        A::current_user_on_new_connection(&engine).await.unwrap(),
+        role
+    );
+    assert_eq!(
+        A::current_user_on_new_connection(&engine).await.unwrap(),
+        role
+    );
+    let status = A::status(&engine);
+    assert_eq!(
+        (status.connections_opened, status.auth_retries),
+        (3, 0),
+        "{status:?}"
+    );
+    assert_eq!(status.auth.method, "password");
+    assert_eq!(status.auth.fetch_count, 1);
+    A::dispose(&engine).await;
+    let error = A::current_user(&engine).await.unwrap_err();
+    assert!(text(&error).contains("disposed"), "{}", text(&error));
+    assert!(!A::auth(&engine).refresher_running());
+    emulator.stop().await.unwrap();
+}
+
 /// Generates the conformance tests for one adapter.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -673,6 +716,11 @@ macro_rules! conformance_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn logins_for_every_method() {
             $crate::scenarios::logins_for_every_method::<$adapter>().await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn counters_add_up() {
+            $crate::scenarios::counters_add_up::<$adapter>().await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

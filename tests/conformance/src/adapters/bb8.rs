@@ -1,0 +1,113 @@
+//! `cloud-pg-auth-bb8` seen through the [`Adapter`](crate::Adapter) trait.
+
+use std::sync::Arc;
+
+use crate::{Adapter, EngineOptions};
+use async_trait::async_trait;
+use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
+use cloud_pg_auth_bb8::{
+    MigrationEngine, Migrations, PooledEngine, PooledEngineBuilder, migrations,
+};
+
+/// The `cloud-pg-auth-bb8` adapter.
+#[derive(Debug)]
+pub struct Bb8;
+
+/// A migration engine and the conformance migrations it runs.
+#[derive(Debug)]
+pub struct Migration {
+    engine: MigrationEngine,
+    migrations: Migrations,
+}
+
+fn with_options(builder: PooledEngineBuilder, options: EngineOptions) -> PooledEngineBuilder {
+    builder
+        .max_size(options.max_size)
+        .auth_options(options.auth)
+        .connection_timeout(options.connection_timeout)
+}
+
+async fn select_current_user(
+    client: &cloud_pg_auth_bb8::tokio_postgres::Client,
+) -> Result<String, BoxError> {
+    Ok(client
+        .query_one("SELECT current_user::text", &[])
+        .await?
+        .get(0))
+}
+
+#[async_trait]
+impl Adapter for Bb8 {
+    const NAME: &'static str = "bb8";
+    type Pooled = PooledEngine;
+    type Migration = Migration;
+
+    async fn pooled(settings: Settings, options: EngineOptions) -> Result<PooledEngine, BoxError> {
+        Ok(with_options(PooledEngine::builder(settings), options)
+            .build()
+            .await?)
+    }
+
+    async fn pooled_with_source(
+        settings: Settings,
+        source: Arc<dyn TokenSource>,
+        options: EngineOptions,
+    ) -> Result<PooledEngine, BoxError> {
+        Ok(with_options(PooledEngine::builder(settings), options)
+            .token_source(source)
+            .build()
+            .await?)
+    }
+
+    async fn current_user(engine: &PooledEngine) -> Result<String, BoxError> {
+        let client = engine.get().await?;
+        select_current_user(&client).await
+    }
+
+    async fn current_user_on_new_connection(engine: &PooledEngine) -> Result<String, BoxError> {
+        // bb8 cannot discard a pooled connection on request: open one with the pool's manager
+        // (the same connector and credential), outside the pool, and drop it.
+        let client = engine.pool().dedicated_connection().await?;
+        select_current_user(&client).await
+    }
+
+    fn status(engine: &PooledEngine) -> EngineStatus {
+        engine.status()
+    }
+
+    fn debug(engine: &PooledEngine) -> String {
+        format!("{engine:?}")
+    }
+
+    fn auth(engine: &PooledEngine) -> Auth {
+        engine.auth().clone()
+    }
+
+    async fn dispose(engine: &PooledEngine) {
+        engine.dispose().await;
+    }
+
+    async fn migration(settings: Settings) -> Result<Migration, BoxError> {
+        Ok(Migration {
+            engine: MigrationEngine::from_settings(settings).await?,
+            migrations: migrations!["../../migrations/bb8/V1__conformance_items.sql"]?,
+        })
+    }
+
+    async fn migrate(migration: &Migration) -> Result<usize, BoxError> {
+        Ok(migration
+            .engine
+            .run_migrations(&migration.migrations)
+            .await?
+            .applied
+            .len())
+    }
+
+    fn migration_status(migration: &Migration) -> EngineStatus {
+        migration.engine.status()
+    }
+
+    async fn dispose_migration(migration: &Migration) {
+        migration.engine.dispose().await;
+    }
+}

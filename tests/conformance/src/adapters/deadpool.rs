@@ -1,0 +1,116 @@
+//! `cloud-pg-auth-deadpool` seen through the [`Adapter`](crate::Adapter) trait.
+
+use std::sync::Arc;
+
+use crate::{Adapter, EngineOptions};
+use async_trait::async_trait;
+use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
+use cloud_pg_auth_deadpool::deadpool::managed::Object;
+use cloud_pg_auth_deadpool::{
+    MigrationEngine, Migrations, PooledEngine, PooledEngineBuilder, migrations,
+};
+
+/// The `cloud-pg-auth-deadpool` adapter.
+#[derive(Debug)]
+pub struct Deadpool;
+
+/// A migration engine and the conformance migrations it runs.
+#[derive(Debug)]
+pub struct Migration {
+    engine: MigrationEngine,
+    migrations: Migrations,
+}
+
+fn with_options(builder: PooledEngineBuilder, options: EngineOptions) -> PooledEngineBuilder {
+    builder
+        .max_size(options.max_size)
+        .auth_options(options.auth)
+        .connection_timeout(options.connection_timeout)
+}
+
+async fn select_current_user(
+    client: &cloud_pg_auth_deadpool::tokio_postgres::Client,
+) -> Result<String, BoxError> {
+    Ok(client
+        .query_one("SELECT current_user::text", &[])
+        .await?
+        .get(0))
+}
+
+#[async_trait]
+impl Adapter for Deadpool {
+    const NAME: &'static str = "deadpool";
+    type Pooled = PooledEngine;
+    type Migration = Migration;
+
+    async fn pooled(settings: Settings, options: EngineOptions) -> Result<PooledEngine, BoxError> {
+        Ok(with_options(PooledEngine::builder(settings), options)
+            .build()
+            .await?)
+    }
+
+    async fn pooled_with_source(
+        settings: Settings,
+        source: Arc<dyn TokenSource>,
+        options: EngineOptions,
+    ) -> Result<PooledEngine, BoxError> {
+        Ok(with_options(PooledEngine::builder(settings), options)
+            .token_source(source)
+            .build()
+            .await?)
+    }
+
+    async fn current_user(engine: &PooledEngine) -> Result<String, BoxError> {
+        let client = engine.get().await?;
+        select_current_user(&client).await
+    }
+
+    async fn current_user_on_new_connection(engine: &PooledEngine) -> Result<String, BoxError> {
+        // No idle connection left, so the checkout opens one; detached instead of returned.
+        engine.pool().retain(|_, _| false);
+        let client = engine.get().await?;
+        let user = select_current_user(&client).await;
+        drop(Object::take(client));
+        user
+    }
+
+    fn status(engine: &PooledEngine) -> EngineStatus {
+        engine.status()
+    }
+
+    fn debug(engine: &PooledEngine) -> String {
+        format!("{engine:?}")
+    }
+
+    fn auth(engine: &PooledEngine) -> Auth {
+        engine.auth().clone()
+    }
+
+    async fn dispose(engine: &PooledEngine) {
+        engine.dispose().await;
+    }
+
+    async fn migration(settings: Settings) -> Result<Migration, BoxError> {
+        Ok(Migration {
+            engine: MigrationEngine::from_settings(settings).await?,
+            migrations: migrations!["../../migrations/deadpool/V1__conformance_items.sql"]?,
+        })
+    }
+
+    async fn migrate(migration: &Migration) -> Result<usize, BoxError> {
+        Ok(migration
+            .engine
+            .run_migrations(&migration.migrations)
+            .await?
+            .applied
+            .len())
+    }
+
+    fn migration_status(migration: &Migration) -> EngineStatus {
+        migration.engine.status()
+    }
+
+    async fn dispose_migration(migration: &Migration) {
+        migration.engine.dispose().await;
+    }
+}
