@@ -695,11 +695,10 @@ pub async fn counters_add_up<A: Adapter>() {
         role
     );
     let status = A::status(&engine);
-    assert_eq!(
-        (status.connections_opened, status.auth_retries),
-        (3, 0),
-        "{status:?}"
-    );
+    // Two forced opens plus the reused one; sqlx hands a connection back to its pool from a
+    // spawned task, so the second checkout may open one more.
+    assert!((3..=4).contains(&status.connections_opened), "{status:?}");
+    assert_eq!(status.auth_retries, 0, "{status:?}");
     assert_eq!(status.auth.method, "password");
     assert_eq!(status.auth.fetch_count, 1);
     A::dispose(&engine).await;

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use cloud_pg_auth::BoxError;
-// TEMP-UNTIL-ADAPTERS use cloud_pg_auth_conformance::adapters;
+use cloud_pg_auth_conformance::adapters;
 use cloud_pg_auth_conformance::bench::{self, AdapterFigures, Opens, Peer, Sizes};
 use cloud_pg_auth_conformance::demo::{self, DemoRow};
 use cloud_pg_auth_conformance::{Adapter, Method};
@@ -45,7 +45,6 @@ struct Entry {
     opens: for<'a> fn(&'a Emulator, usize, usize) -> BoxFuture<'a, Result<Opens, BoxError>>,
 }
 
-#[allow(dead_code)] // TEMP-UNTIL-ADAPTERS
 fn entry<A: Adapter>() -> Entry {
     fn demo_row<A: Adapter>(emulator: Arc<Emulator>, method: Method) -> LocalFuture<DemoRow> {
         Box::pin(async move { demo::run_row::<A>(&emulator, method, &say).await })
@@ -75,7 +74,12 @@ fn entry<A: Adapter>() -> Entry {
 /// going, or their module moving, is a change to this line.
 macro_rules! all_adapters {
     () => {
-        Vec::<Entry>::new() // TEMP-UNTIL-ADAPTERS vec![entry::<adapters::Deadpool>(), entry::<adapters::Bb8>(), entry::<adapters::DieselAsync>(), entry::<adapters::Sqlx>()]
+        vec![
+            entry::<adapters::Deadpool>(),
+            entry::<adapters::Bb8>(),
+            entry::<adapters::DieselAsync>(),
+            entry::<adapters::Sqlx>(),
+        ]
     };
 }
 
