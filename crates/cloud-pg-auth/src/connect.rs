@@ -13,7 +13,7 @@ use tokio_postgres::{Client, Config, NoTls, Socket};
 
 use crate::AccessToken;
 use crate::auth::Auth;
-use crate::error::{ConfigError, Error};
+use crate::error::Error;
 use crate::settings::{Settings, SslMode};
 use crate::status::AuthStatus;
 use crate::tls::{MakeRustls, TlsPolicy};
@@ -170,12 +170,11 @@ impl PgConnector {
             }
             return Ok(user.clone());
         }
-        details.username.clone().ok_or_else(|| {
-            Error::Config(ConfigError::new(
-                "PGUSER",
-                "not set, and the token names no user (no xms_mirid, upn, preferred_username or unique_name claim); set PGUSER to the identity's display name (the PostgreSQL role created for it)",
-            ))
-        })
+        // Only Azure gets here without PGUSER: validation requires it for the other methods.
+        details
+            .username
+            .clone()
+            .ok_or_else(|| Error::Config(crate::azure::username_required_error(details)))
     }
 
     fn connect_error(&self, user: &str, error: tokio_postgres::Error, auth_failure: bool) -> Error {

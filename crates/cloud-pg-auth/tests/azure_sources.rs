@@ -713,6 +713,7 @@ async fn auto_uses_imds_only_when_opted_in() {
     );
     source.fetch().await.unwrap();
     assert_eq!(original.lock().unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&empty);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -933,6 +934,7 @@ async fn workload_identity() {
         }
         other => panic!("unexpected {other:?}"),
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1090,6 +1092,7 @@ async fn azure_cli() {
             other => panic!("{credential}: unexpected {other:?}"),
         }
     }
+    let _ = std::fs::remove_dir_all(&empty);
 }
 
 // ---------------------------------------------------------------------------------------------
