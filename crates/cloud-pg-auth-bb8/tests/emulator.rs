@@ -3,20 +3,15 @@
 
 use std::time::Duration;
 
-use cloud_pg_auth::{Env, Settings};
+use cloud_pg_auth::Settings;
+use cloud_pg_auth::testing::{on_throwaway_runtime, password_settings_from};
 use cloud_pg_auth_bb8::{
     Error, MigrateError, Migration, MigrationEngine, Migrations, PooledEngine,
 };
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
 
 fn settings(emulator: &Emulator, password: &str) -> Settings {
-    let mut env = emulator.env();
-    env.extend([
-        ("PGAUTH_METHOD".to_string(), "password".to_string()),
-        ("PGUSER".to_string(), emulator.password_role().to_string()),
-        ("PGPASSWORD".to_string(), password.to_string()),
-    ]);
-    Settings::from_env_vars(&Env::from_pairs(env)).unwrap()
+    password_settings_from(emulator.env(), emulator.password_role(), password)
 }
 
 const NOTES: Migration = Migration::new(
@@ -41,39 +36,31 @@ async fn password_method_end_to_end() {
 
     // Migrations in a short-lived runtime of their own, as an application's start-up would.
     let migrate_settings = good.clone();
-    let applied = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    let applied = on_throwaway_runtime(false, move || async move {
+        let engine = MigrationEngine::from_settings(migrate_settings)
+            .await
             .unwrap();
-        runtime.block_on(async {
-            let engine = MigrationEngine::from_settings(migrate_settings)
-                .await
-                .unwrap();
-            let migrations = Migrations::new([NOTES]).unwrap();
-            let first = engine.run_migrations(&migrations).await.unwrap();
-            let second = engine.run_migrations(&migrations).await.unwrap();
-            let edited = Migrations::new([Migration::new(1, "create_notes", "SELECT 1")]).unwrap();
-            let refused = engine.run_migrations(&edited).await.unwrap_err();
-            assert!(
-                matches!(
-                    refused,
-                    Error::Migrate(MigrateError::ChecksumMismatch { version: 1, .. })
-                ),
-                "{refused}"
-            );
-            assert_eq!(engine.status().connections_opened, 3);
-            assert!(engine.status().pool.is_none());
-            engine.dispose().await;
-            (
-                first.applied.len(),
-                second.applied.len(),
-                second.already_applied,
-            )
-        })
-    })
-    .join()
-    .unwrap();
+        let migrations = Migrations::new([NOTES]).unwrap();
+        let first = engine.run_migrations(&migrations).await.unwrap();
+        let second = engine.run_migrations(&migrations).await.unwrap();
+        let edited = Migrations::new([Migration::new(1, "create_notes", "SELECT 1")]).unwrap();
+        let refused = engine.run_migrations(&edited).await.unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Error::Migrate(MigrateError::ChecksumMismatch { version: 1, .. })
+            ),
+            "{refused}"
+        );
+        assert_eq!(engine.status().connections_opened, 3);
+        assert!(engine.status().pool.is_none());
+        engine.dispose().await;
+        (
+            first.applied.len(),
+            second.applied.len(),
+            second.already_applied,
+        )
+    });
     assert_eq!(applied, (1, 0, 1));
 
     let engine = PooledEngine::builder(good.clone())

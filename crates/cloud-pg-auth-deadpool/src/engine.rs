@@ -3,8 +3,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use cloud_pg_auth::settings::check_pool_options;
 use cloud_pg_auth::{
-    Auth, AuthOptions, ConfigError, EngineStatus, PgConnector, PoolStatus, Settings, TokenSource,
+    Auth, AuthOptions, EngineStatus, PgConnector, PoolStatus, Settings, TokenSource,
 };
 use deadpool::Runtime;
 use deadpool::managed::Timeouts;
@@ -176,7 +177,8 @@ impl PooledEngineBuilder {
         self
     }
 
-    /// The credential's options (background refresh, clock, cache).
+    /// The credential's options (background refresh, clock). The refresh policy and the
+    /// fallback password come from the settings.
     pub fn auth_options(mut self, options: AuthOptions) -> Self {
         self.auth_options = options;
         self
@@ -201,8 +203,9 @@ impl PooledEngineBuilder {
 
     /// Builds the credential and the pool. Opens no connection yet.
     pub async fn build(self) -> Result<PooledEngine, Error> {
-        check_options(self.max_size, self.max_lifetime)?;
-        let connector = connector(self.settings, self.token_source, self.auth_options).await?;
+        check_pool_options(self.max_size, self.max_lifetime)?;
+        let connector =
+            PgConnector::build(&self.settings, self.token_source, self.auth_options).await?;
         let manager = Manager::new(connector.clone(), self.recycling_method, self.max_lifetime);
         let timeout = Some(self.connection_timeout);
         let mut builder = Pool::builder(manager)
@@ -239,36 +242,4 @@ impl fmt::Debug for PooledEngineBuilder {
             .field("configure", &self.configure.is_some())
             .finish()
     }
-}
-
-/// Refuses values the pool would misbehave (or panic) on.
-fn check_options(max_size: usize, max_lifetime: Option<Duration>) -> Result<(), Error> {
-    if max_size == 0 {
-        return Err(ConfigError::new("max_size", "must be at least 1").into());
-    }
-    if max_lifetime == Some(Duration::ZERO) {
-        return Err(ConfigError::new(
-            "max_lifetime",
-            "must be more than zero; pass None to keep connections without a limit",
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// The credential and connector for one engine: the caller's source, or the one the settings
-/// name.
-pub(crate) async fn connector(
-    settings: Settings,
-    source: Option<Arc<dyn TokenSource>>,
-    options: AuthOptions,
-) -> Result<PgConnector, Error> {
-    Ok(match source {
-        Some(source) => {
-            let settings = settings.for_custom_source();
-            settings.validate()?;
-            PgConnector::new(&settings, Auth::new(source, options))?
-        }
-        None => PgConnector::from_settings(&settings, options).await?,
-    })
 }

@@ -5,21 +5,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cloud_pg_auth::clock::SystemClock;
-use cloud_pg_auth::testing::FakeSource;
-use cloud_pg_auth::{AuthMethod, Settings, TokenErrorKind, chain_text};
+// Nothing listens at the offline settings' port: no test here reaches a server.
+use cloud_pg_auth::testing::{FakeSource, offline_password_settings, offline_settings as settings};
+use cloud_pg_auth::{Settings, TokenErrorKind, chain_text};
 use deadpool::managed::{HookError, PoolError, TimeoutType};
 
 use crate::{Error, MigrationEngine, PooledEngine, RecyclingMethod};
 
-/// Nothing listens on port 1: no test here reaches a server.
-fn settings() -> Settings {
-    Settings::default().host("127.0.0.1").port(1).user("app")
-}
-
 fn password_settings() -> Settings {
-    settings()
-        .method(AuthMethod::Password)
-        .password("s3cret-pw")
+    offline_password_settings("s3cret-pw")
 }
 
 fn fake() -> Arc<FakeSource> {

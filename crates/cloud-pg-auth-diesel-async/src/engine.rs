@@ -227,9 +227,8 @@ impl PooledEngineBuilder {
     /// Builds the credential (starting its background refresh) and the pool. No connection
     /// is opened until the first checkout.
     pub async fn build(self) -> Result<PooledEngine, Error> {
-        let settings = custom_source_settings(self.settings, self.token_source.is_some());
-        let auth = build_auth(&settings, self.token_source, self.auth_options).await?;
-        let connector = PgConnector::new(&settings, auth)?;
+        let connector =
+            PgConnector::build(&self.settings, self.token_source, self.auth_options).await?;
         let target = format!("cloud-pg-auth://{}", connector.target());
         let shared = Arc::new(Shared::new(connector));
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
@@ -281,36 +280,6 @@ impl fmt::Debug for PooledEngineBuilder {
             .field("recycling_method", &recycling_name(&self.recycling_method))
             .field("configure", &self.configure.is_some())
             .finish()
-    }
-}
-
-/// With a token source of the caller's, `Auto` settings mean that source (no password, no
-/// cloud to guess).
-pub(crate) fn custom_source_settings(settings: Settings, has_source: bool) -> Settings {
-    if has_source {
-        settings.for_custom_source()
-    } else {
-        settings
-    }
-}
-
-/// The engine's own credential: from `source` when given, else the source the settings name;
-/// the settings' refresh policy and fallback password either way.
-pub(crate) async fn build_auth(
-    settings: &Settings,
-    source: Option<Arc<dyn TokenSource>>,
-    mut options: AuthOptions,
-) -> Result<Auth, Error> {
-    match source {
-        Some(source) => {
-            settings.validate()?;
-            options.cache.policy = settings.refresh.clone();
-            if let Some(fallback) = &settings.fallback_password {
-                options.cache.fallback_password = Some(fallback.clone());
-            }
-            Ok(Auth::new(source, options))
-        }
-        None => Ok(Auth::from_settings(settings, options).await?),
     }
 }
 

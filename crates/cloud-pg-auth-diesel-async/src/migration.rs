@@ -14,7 +14,6 @@ use diesel_migrations::MigrationHarness;
 
 use crate::Error;
 use crate::connect::open;
-use crate::engine::{build_auth, custom_source_settings};
 
 /// The advisory lock held while migrations run, so that several instances starting at once
 /// apply each migration once (diesel's harness itself does not lock).
@@ -154,10 +153,8 @@ impl MigrationEngineBuilder {
         // A refresher would live on the runtime that builds the engine, which is often a
         // throwaway one; each connect fetches a token when needed instead.
         let options = self.auth_options.background_refresh(false);
-        let settings = custom_source_settings(self.settings, self.token_source.is_some());
-        let auth = build_auth(&settings, self.token_source, options).await?;
         Ok(MigrationEngine {
-            connector: PgConnector::new(&settings, auth)?,
+            connector: PgConnector::build(&self.settings, self.token_source, options).await?,
         })
     }
 }

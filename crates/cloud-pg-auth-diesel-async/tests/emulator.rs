@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use cloud_pg_auth::{Env, Settings};
+use cloud_pg_auth::Settings;
+use cloud_pg_auth::testing::{on_throwaway_runtime, password_settings_from};
 use cloud_pg_auth_diesel_async::diesel;
 use cloud_pg_auth_diesel_async::diesel::sql_types::Text;
 use cloud_pg_auth_diesel_async::diesel_async::RunQueryDsl;
@@ -20,13 +21,7 @@ async fn emulator() -> Emulator {
 }
 
 fn password_settings(emulator: &Emulator, password: &str) -> Settings {
-    let mut pairs = emulator.env();
-    pairs.extend([
-        ("PGAUTH_METHOD".to_string(), "password".to_string()),
-        ("PGUSER".to_string(), emulator.password_role().to_string()),
-        ("PGPASSWORD".to_string(), password.to_string()),
-    ]);
-    Settings::from_env_vars(&Env::from_pairs(pairs)).expect("valid settings")
+    password_settings_from(emulator.env(), emulator.password_role(), password)
 }
 
 async fn current_user(engine: &PooledEngine) -> Result<String, Error> {
@@ -127,25 +122,12 @@ async fn migrations_in_a_throwaway_runtime_leave_the_pool_healthy() {
 
     for flavor in ["current_thread", "multi_thread"] {
         let settings = settings.clone();
-        let applied = std::thread::spawn(move || {
-            let runtime = match flavor {
-                "current_thread" => tokio::runtime::Builder::new_current_thread(),
-                _ => tokio::runtime::Builder::new_multi_thread(),
-            }
-            .enable_all()
-            .build()
-            .unwrap();
-            let applied = runtime.block_on(async {
-                let migrations = MigrationEngine::from_settings(settings).await.unwrap();
-                let applied = migrations.run_migrations(MIGRATIONS).await.unwrap();
-                migrations.dispose().await;
-                applied
-            });
-            drop(runtime);
+        let applied = on_throwaway_runtime(flavor == "multi_thread", move || async move {
+            let migrations = MigrationEngine::from_settings(settings).await.unwrap();
+            let applied = migrations.run_migrations(MIGRATIONS).await.unwrap();
+            migrations.dispose().await;
             applied
-        })
-        .join()
-        .unwrap();
+        });
         assert_eq!(
             applied.len(),
             usize::from(flavor == "current_thread"),

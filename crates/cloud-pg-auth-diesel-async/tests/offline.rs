@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cloud_pg_auth::clock::ManualClock;
-use cloud_pg_auth::testing::FakeSource;
-use cloud_pg_auth::{AuthOptions, Env, Settings, TokenErrorKind, chain_text};
+use cloud_pg_auth::testing::{FakeSource, offline_password_settings};
+use cloud_pg_auth::{AuthOptions, Settings, SslMode, TokenErrorKind, chain_text};
 use cloud_pg_auth_diesel_async::diesel_migrations::EmbeddedMigrations;
 use cloud_pg_auth_diesel_async::{
     DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, Error, MigrationEngine,
@@ -17,25 +17,12 @@ const PASSWORD: &str = "hunter2-offline-password";
 
 /// Settings for a loopback port where nothing listens.
 fn settings() -> Settings {
-    let pairs = [
-        ("PGAUTH_METHOD", "password"),
-        ("PGHOST", "127.0.0.1"),
-        ("PGPORT", "1"),
-        ("PGUSER", "app"),
-        ("PGPASSWORD", PASSWORD),
-        ("PGSSLMODE", "disable"),
-    ];
-    Settings::from_env_vars(&Env::from_pairs(
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-    ))
-    .unwrap()
+    offline_password_settings(PASSWORD).ssl_mode(SslMode::Disable)
 }
 
 /// A fake source and the clock its tokens' expiry is on; pass the clock to the engine too.
 fn fake() -> (ManualClock, Arc<FakeSource>) {
-    let clock = ManualClock::at_epoch_2026();
-    let source = FakeSource::new(Arc::new(clock.clone()), Some(Duration::from_secs(3600)));
-    (clock, source)
+    FakeSource::with_manual_clock(Some(Duration::from_secs(3600)))
 }
 
 fn on(clock: &ManualClock) -> AuthOptions {

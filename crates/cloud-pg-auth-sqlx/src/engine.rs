@@ -473,7 +473,7 @@ impl PooledEngineBuilder {
         let settings = custom_source_settings(self.settings, self.token_source.is_some());
         let target = Target::from_settings(&settings)?;
         let clock = Arc::clone(&self.auth_options.clock);
-        let auth = build_auth(&settings, self.token_source, self.auth_options).await?;
+        let auth = Auth::build(&settings, self.token_source, self.auth_options).await?;
         let mut options = PoolBuilder::new()
             .max_connections(u32::try_from(self.max_size).unwrap_or(u32::MAX))
             .max_lifetime(self.max_lifetime)
@@ -536,25 +536,5 @@ pub(crate) fn custom_source_settings(settings: Settings, has_source: bool) -> Se
         settings.for_custom_source()
     } else {
         settings
-    }
-}
-
-/// The engine's own credential: from `source` when given, else the source the settings name;
-/// the settings' refresh policy and fallback password either way.
-pub(crate) async fn build_auth(
-    settings: &Settings,
-    source: Option<Arc<dyn TokenSource>>,
-    mut options: AuthOptions,
-) -> Result<Auth, Error> {
-    match source {
-        Some(source) => {
-            settings.validate()?;
-            options.cache.policy = settings.refresh.clone();
-            if let Some(fallback) = &settings.fallback_password {
-                options.cache.fallback_password = Some(fallback.clone());
-            }
-            Ok(Auth::new(source, options))
-        }
-        None => Ok(Auth::from_settings(settings, options).await?),
     }
 }

@@ -12,7 +12,7 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::PgConnection;
 
 use crate::Error;
-use crate::engine::{build_auth, custom_source_settings};
+use crate::engine::custom_source_settings;
 use crate::error::is_auth_failure;
 use crate::target::Target;
 
@@ -186,7 +186,7 @@ impl MigrationEngineBuilder {
         // A refresher would live on the runtime that builds the engine, which is often a
         // throwaway one; each connect fetches a token when needed instead.
         let options = self.auth_options.background_refresh(false);
-        let auth = build_auth(&settings, self.token_source, options).await?;
+        let auth = Auth::build(&settings, self.token_source, options).await?;
         Ok(MigrationEngine {
             auth,
             target,

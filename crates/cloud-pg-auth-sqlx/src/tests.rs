@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cloud_pg_auth::clock::ManualClock;
-use cloud_pg_auth::testing::FakeSource;
-use cloud_pg_auth::{AuthOptions, Env, Settings, TokenErrorKind, chain_text};
+use cloud_pg_auth::testing::{FakeSource, eventually, offline_password_settings};
+use cloud_pg_auth::{AuthOptions, Env, Settings, SslMode, TokenErrorKind, chain_text};
 use sqlx::postgres::PgSslMode;
 
 use crate::target::Target;
@@ -25,21 +25,11 @@ fn env(pairs: &[(&str, &str)]) -> Env {
 
 /// Password settings for a loopback port where nothing listens.
 fn settings() -> Settings {
-    Settings::from_env_vars(&env(&[
-        ("PGAUTH_METHOD", "password"),
-        ("PGHOST", "127.0.0.1"),
-        ("PGPORT", "1"),
-        ("PGUSER", "app"),
-        ("PGPASSWORD", PASSWORD),
-        ("PGSSLMODE", "disable"),
-    ]))
-    .unwrap()
+    offline_password_settings(PASSWORD).ssl_mode(SslMode::Disable)
 }
 
 fn fake() -> (ManualClock, Arc<FakeSource>) {
-    let clock = ManualClock::at_epoch_2026();
-    let source = FakeSource::new(Arc::new(clock.clone()), Some(HOUR));
-    (clock, source)
+    FakeSource::with_manual_clock(Some(HOUR))
 }
 
 fn on(clock: &ManualClock, background: bool) -> AuthOptions {
@@ -64,17 +54,6 @@ async fn engine_with(
 
 fn installed(engine: &PooledEngine) -> Option<String> {
     engine.installed_secret().map(|s| s.expose().to_string())
-}
-
-/// Polls until `cond` holds; fails the test after 2,000 polls.
-async fn eventually(mut cond: impl FnMut() -> bool) {
-    for _ in 0..2000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    panic!("condition not reached");
 }
 
 #[test]
@@ -150,7 +129,7 @@ fn tls_modes_never_send_a_token_unverified() {
     // Settings built in code skip `from_env_vars`; the adapter still refuses.
     let mut settings =
         Settings::from_env_vars(&env(&[("PGAUTH_METHOD", "aws"), ("PGUSER", "app"), RDS])).unwrap();
-    settings.ssl_mode = Some(cloud_pg_auth::SslMode::Disable);
+    settings.ssl_mode = Some(SslMode::Disable);
     let error = Target::from_settings(&settings).unwrap_err();
     assert!(chain_text(&error).contains("PGSSLMODE"), "{error}");
 }

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cloud_pg_auth::{AccessToken, CallbackSource, Env, Settings, chain_text};
+use cloud_pg_auth::testing::{on_throwaway_runtime, password_settings_from};
+use cloud_pg_auth::{AccessToken, CallbackSource, Settings, chain_text};
 use cloud_pg_auth_sqlx::sqlx::migrate::Migrator;
 use cloud_pg_auth_sqlx::{Error, MigrationEngine, PooledEngine};
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
@@ -17,17 +18,11 @@ async fn emulator() -> Emulator {
 }
 
 fn settings_with(emulator: &Emulator, password: &str, drop_vars: &[&str]) -> Settings {
-    let mut pairs: Vec<(String, String)> = emulator
+    let env = emulator
         .env()
         .into_iter()
-        .filter(|(k, _)| !drop_vars.contains(&k.as_str()))
-        .collect();
-    pairs.extend([
-        ("PGAUTH_METHOD".to_string(), "password".to_string()),
-        ("PGUSER".to_string(), emulator.password_role().to_string()),
-        ("PGPASSWORD".to_string(), password.to_string()),
-    ]);
-    Settings::from_env_vars(&Env::from_pairs(pairs)).expect("valid settings")
+        .filter(|(k, _)| !drop_vars.contains(&k.as_str()));
+    password_settings_from(env, emulator.password_role(), password)
 }
 
 fn settings(emulator: &Emulator) -> Settings {
@@ -215,25 +210,12 @@ async fn migrations_in_a_throwaway_runtime_leave_the_pool_healthy() {
     );
     for flavor in ["current_thread", "multi_thread"] {
         let settings = settings(&emulator);
-        let applied = std::thread::spawn(move || {
-            let runtime = match flavor {
-                "current_thread" => tokio::runtime::Builder::new_current_thread(),
-                _ => tokio::runtime::Builder::new_multi_thread(),
-            }
-            .enable_all()
-            .build()
-            .unwrap();
-            let applied = runtime.block_on(async {
-                let migrations = MigrationEngine::from_settings(settings).await.unwrap();
-                let applied = migrations.run_migrations(&migrator().await).await.unwrap();
-                migrations.dispose().await;
-                applied
-            });
-            drop(runtime);
+        let applied = on_throwaway_runtime(flavor == "multi_thread", move || async move {
+            let migrations = MigrationEngine::from_settings(settings).await.unwrap();
+            let applied = migrations.run_migrations(&migrator().await).await.unwrap();
+            migrations.dispose().await;
             applied
-        })
-        .join()
-        .unwrap();
+        });
         assert_eq!(
             applied.len(),
             usize::from(flavor == "current_thread"),

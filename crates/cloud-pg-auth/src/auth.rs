@@ -120,6 +120,26 @@ impl Auth {
         Ok(Self::for_settings(settings, source, options))
     }
 
+    /// An engine's own credential: from `source` when the caller gives one (then `Auto`
+    /// settings mean that source, see [`Settings::for_custom_source`]), else from the source
+    /// the settings name; with the settings' refresh policy and fallback password either way.
+    /// The settings are validated. For drivers that open connections without a
+    /// [`PgConnector`](crate::PgConnector) (sqlx); the others use `PgConnector::build`.
+    pub async fn build(
+        settings: &Settings,
+        source: Option<Arc<dyn TokenSource>>,
+        options: AuthOptions,
+    ) -> Result<Self, Error> {
+        let settings = settings.for_source(source.is_some());
+        match source {
+            Some(source) => {
+                settings.validate()?;
+                Ok(Self::for_settings(&settings, source, options))
+            }
+            None => Self::from_settings(&settings, options).await,
+        }
+    }
+
     /// Wraps an already built `source` with the settings' refresh policy and fallback
     /// password (for tools that report building the source and fetching as separate steps).
     #[must_use]
@@ -303,13 +323,12 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::clock::ManualClock;
-    use crate::testing::FakeSource;
+    use crate::TokenErrorKind;
+    use crate::testing::{FakeSource, offline_password_settings, offline_settings};
 
     #[tokio::test]
     async fn stop_refresher_keeps_the_credential_usable() {
-        let clock = ManualClock::at_epoch_2026();
-        let source = FakeSource::new(Arc::new(clock.clone()), Some(Duration::from_secs(3600)));
+        let (clock, source) = FakeSource::with_manual_clock(Some(Duration::from_secs(3600)));
         let dropped = source.drop_flag();
         let auth = Auth::new(
             source.clone(),
@@ -324,5 +343,73 @@ mod tests {
         assert!(auth.token().await.is_ok());
         drop(auth);
         assert!(dropped.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_custom_source_gets_the_settings_refresh_policy_and_fallback_password() {
+        let (clock, source) = FakeSource::with_manual_clock(Some(Duration::from_secs(3600)));
+        let mut settings = offline_settings();
+        settings.refresh.min_margin = Duration::from_secs(20 * 60);
+        settings.fallback_password = Some(Secret::new("fallback-pw"));
+        // The caller's cache options give way to the settings', as without a source.
+        let options = AuthOptions::default()
+            .clock(Arc::new(clock.clone()))
+            .background_refresh(false)
+            .cache(CacheOptions::default().fallback_password("callers-pw"));
+        let auth = Auth::build(&settings, Some(source.clone()), options)
+            .await
+            .unwrap();
+        assert_eq!(
+            auth.token().await.unwrap().secret().expose(),
+            "fake-token-1"
+        );
+        let status = auth.status();
+        assert_eq!(status.method, "callback");
+        assert_eq!(
+            status.refresh_at,
+            Some(clock.now() + Duration::from_secs(40 * 60)),
+            "the settings' refresh margin applies"
+        );
+        source.fail(TokenErrorKind::Rejected, None);
+        clock.advance(Duration::from_secs(2 * 3600));
+        assert_eq!(auth.token().await.unwrap().secret().expose(), "fallback-pw");
+        assert_eq!(auth.status().fallback_count, 1);
+    }
+
+    #[tokio::test]
+    async fn build_validates_the_settings_the_engine_will_use() {
+        let source = || FakeSource::with_manual_clock(None).1;
+        // No source and no method: nothing to log in with.
+        let error = Auth::build(&offline_settings(), None, AuthOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Config(e) if e.setting() == "PGAUTH_METHOD"),
+            "{error}"
+        );
+        // A source does not excuse a missing host.
+        let mut settings = offline_settings();
+        settings.host = None;
+        let error = Auth::build(&settings, Some(source()), AuthOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Config(e) if e.setting() == "PGHOST"),
+            "{error}"
+        );
+        // A source with password settings replaces the password.
+        let settings = offline_password_settings("pw");
+        let auth = Auth::build(&settings, Some(source()), AuthOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(auth.source_info().label(), "callback fake");
+        auth.dispose().await;
+        // Without a source, the settings name it.
+        let auth = Auth::build(&settings, None, AuthOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(auth.status().method, "password");
+        assert_eq!(auth.token().await.unwrap().secret().expose(), "pw");
+        auth.dispose().await;
     }
 }

@@ -564,7 +564,7 @@ mod tests {
     use super::*;
     use crate::chain_text;
     use crate::clock::ManualClock;
-    use crate::testing::FakeSource;
+    use crate::testing::{FakeSource, eventually};
 
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -576,25 +576,13 @@ mod tests {
         lifetime: Option<Duration>,
         options: CacheOptions,
     ) -> (ManualClock, Arc<FakeSource>, TokenCache) {
-        let clock = ManualClock::at_epoch_2026();
-        let source = FakeSource::new(Arc::new(clock.clone()), lifetime);
+        let (clock, source) = FakeSource::with_manual_clock(lifetime);
         let cache = TokenCache::with_options(source.clone(), options, Arc::new(clock.clone()));
         (clock, source, cache)
     }
 
     async fn secret(cache: &TokenCache) -> String {
         cache.token().await.unwrap().secret().expose().to_string()
-    }
-
-    /// Polls until `cond` holds; fails the test after 2,000 polls.
-    async fn eventually(mut cond: impl FnMut() -> bool) {
-        for _ in 0..2000 {
-            if cond() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        panic!("condition not reached");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::AccessToken;
 use crate::auth::Auth;
 use crate::error::Error;
 use crate::settings::{Settings, SslMode};
+use crate::source::TokenSource;
 use crate::status::AuthStatus;
 use crate::tls::{MakeRustls, TlsPolicy};
 
@@ -99,6 +100,20 @@ impl PgConnector {
     ) -> Result<Self, Error> {
         let auth = Auth::from_settings(settings, options).await?;
         Self::new(settings, auth)
+    }
+
+    /// An engine's connector and its own credential: from `source` when the caller gives
+    /// one (then `Auto` settings mean that source, see [`Settings::for_custom_source`]), else
+    /// from the source the settings name; with the settings' refresh policy and fallback
+    /// password either way (see [`Auth::build`]).
+    pub async fn build(
+        settings: &Settings,
+        source: Option<Arc<dyn TokenSource>>,
+        options: crate::AuthOptions,
+    ) -> Result<Self, Error> {
+        let settings = settings.for_source(source.is_some());
+        let auth = Auth::build(&settings, source, options).await?;
+        Self::new(&settings, auth)
     }
 
     /// Opens one connection. The connection's I/O task is spawned on the current runtime;
@@ -331,5 +346,43 @@ impl fmt::Debug for PgConnector {
             .field("auth", &self.inner.auth)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeSource, offline_password_settings, offline_settings};
+    use crate::{AuthOptions, Secret, TokenErrorKind};
+
+    #[tokio::test]
+    async fn build_takes_the_callers_source_or_the_one_the_settings_name() {
+        let (clock, source) = FakeSource::with_manual_clock(None);
+        let mut settings = offline_settings();
+        settings.fallback_password = Some(Secret::new("fallback-pw"));
+        let options = AuthOptions::default()
+            .clock(Arc::new(clock))
+            .background_refresh(false);
+        let connector = PgConnector::build(&settings, Some(source.clone()), options.clone())
+            .await
+            .unwrap();
+        assert_eq!(connector.target(), "127.0.0.1:1 as app");
+        assert_eq!(connector.status().method, "callback");
+        source.fail(TokenErrorKind::Rejected, None);
+        let token = connector.auth().token().await.unwrap();
+        assert_eq!(token.secret().expose(), "fallback-pw");
+
+        let connector = PgConnector::build(&offline_password_settings("pw"), None, options.clone())
+            .await
+            .unwrap();
+        assert_eq!(connector.status().method, "password");
+        // `Auto` settings without a source name none.
+        let error = PgConnector::build(&offline_settings(), None, options)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Config(e) if e.setting() == "PGAUTH_METHOD"),
+            "{error}"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! SQL migrations over one tokio-postgres connection (used by the deadpool and bb8 adapters).
+//! SQL migrations over one tokio-postgres connection, and the [`MigrationEngine`] that runs
+//! them (used by the deadpool and bb8 adapters).
 //!
 //! Plain SQL files, each applied in its own transaction and recorded in the table
 //! `_pgauth_migrations (version bigint primary key, name text, checksum text, applied_at
@@ -29,6 +30,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use tokio_postgres::Client;
+
+mod engine;
+
+pub use engine::{Flavor, MigrationEngine, MigrationEngineBuilder};
 
 /// The table that records applied migrations.
 pub const TABLE: &str = "_pgauth_migrations";

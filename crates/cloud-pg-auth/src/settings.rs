@@ -1,5 +1,6 @@
 //! Connection settings: a `postgres://` URL, the libpq environment and `PGAUTH_*` variables.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -652,6 +653,16 @@ impl Settings {
         self
     }
 
+    /// The settings an engine works with: [`Settings::for_custom_source`] when the caller
+    /// gives a token source of its own, else these settings unchanged.
+    pub(crate) fn for_source(&self, custom_source: bool) -> Cow<'_, Self> {
+        if custom_source && self.method == AuthMethod::Auto {
+            Cow::Owned(self.clone().for_custom_source())
+        } else {
+            Cow::Borrowed(self)
+        }
+    }
+
     /// Sets the root certificates.
     #[must_use]
     pub fn root_certs(mut self, roots: RootCerts) -> Self {
@@ -770,6 +781,24 @@ fn parse_root_certs(value: &str) -> RootCerts {
         "system" => RootCerts::System,
         path => RootCerts::File(PathBuf::from(path)),
     }
+}
+
+/// Checks the size and connection lifetime an adapter's pool is built with: a pool of no
+/// connections, or a lifetime of zero, would misbehave (or panic) in the pool libraries.
+pub fn check_pool_options(
+    max_size: usize,
+    max_lifetime: Option<Duration>,
+) -> Result<(), ConfigError> {
+    if max_size == 0 {
+        return Err(ConfigError::new("max_size", "must be at least 1"));
+    }
+    if max_lifetime == Some(Duration::ZERO) {
+        return Err(ConfigError::new(
+            "max_lifetime",
+            "must be more than zero; pass None to keep connections without a limit",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `host` is `localhost` or a loopback IP address.
@@ -1083,5 +1112,33 @@ mod tests {
                 .connect_timeout,
             Some(Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn pool_options_refuse_what_a_pool_cannot_use() {
+        let hour = Some(Duration::from_secs(3600));
+        for (max_size, max_lifetime, expected) in [
+            (0, hour, "max_size: must be at least 1"),
+            (
+                1,
+                Some(Duration::ZERO),
+                "max_lifetime: must be more than zero; pass None",
+            ),
+        ] {
+            let error = check_pool_options(max_size, max_lifetime).unwrap_err();
+            assert!(error.to_string().starts_with(expected), "{error}");
+        }
+        check_pool_options(1, None).unwrap();
+        check_pool_options(10, hour).unwrap();
+    }
+
+    #[test]
+    fn a_custom_source_makes_auto_custom_and_keeps_other_methods() {
+        let auto = Settings::default().host("127.0.0.1").user("app");
+        assert_eq!(auto.for_source(true).method, AuthMethod::Custom);
+        assert!(matches!(auto.for_source(false), Cow::Borrowed(_)));
+        let password = auto.clone().method(AuthMethod::Password);
+        assert!(matches!(password.for_source(true), Cow::Borrowed(_)));
+        assert_eq!(password.for_source(true).method, AuthMethod::Password);
     }
 }

@@ -1,4 +1,5 @@
-//! Test helpers: a fake token source that counts calls, fails on demand and records its drop.
+//! Test helpers: a fake token source that counts calls, fails on demand and records its drop,
+//! and the fixtures the adapters' tests share (settings, polling, a throwaway runtime).
 //! Enabled by the `test-util` feature; used by this workspace's adapter tests.
 
 use std::fmt;
@@ -9,10 +10,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::AccessToken;
-use crate::clock::Clock;
+use crate::clock::{Clock, ManualClock};
 use crate::error::{TokenError, TokenErrorKind};
+use crate::settings::{AuthMethod, Settings};
 use crate::source::{SourceInfo, TokenSource};
+use crate::{AccessToken, Env};
 
 /// A token source for tests: tokens `fake-token-N` living `lifetime` on its clock.
 pub struct FakeSource {
@@ -36,6 +38,15 @@ impl FakeSource {
             calls: AtomicU64::new(0),
             dropped: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// A source on a [`ManualClock`] standing at 2026-01-01 whose tokens live `lifetime`;
+    /// pass the clock to the cache or engine too.
+    #[must_use]
+    pub fn with_manual_clock(lifetime: Option<Duration>) -> (ManualClock, Arc<Self>) {
+        let clock = ManualClock::at_epoch_2026();
+        let source = Self::new(Arc::new(clock.clone()), lifetime);
+        (clock, source)
     }
 
     /// How many fetches were made.
@@ -118,4 +129,83 @@ impl TokenSource for FakeSource {
             .credential_kind("fake")
             .identity("fake-identity")
     }
+}
+
+/// Settings for a server no test reaches: 127.0.0.1 port 1, where nothing listens, as user
+/// `app`. The method stays `Auto`: give the engine a token source, or use
+/// [`offline_password_settings`].
+#[must_use]
+pub fn offline_settings() -> Settings {
+    Settings::default().host("127.0.0.1").port(1).user("app")
+}
+
+/// [`offline_settings`] with the password method and `password`.
+#[must_use]
+pub fn offline_password_settings(password: &str) -> Settings {
+    offline_settings()
+        .method(AuthMethod::Password)
+        .password(password)
+}
+
+/// The settings an application reads from `env` (an emulator's exports) with the password
+/// method, `user` and `password` added.
+///
+/// # Panics
+/// When they are not valid settings.
+#[must_use]
+pub fn password_settings_from(
+    env: impl IntoIterator<Item = (String, String)>,
+    user: &str,
+    password: &str,
+) -> Settings {
+    let mut pairs: Vec<(String, String)> = env.into_iter().collect();
+    pairs.extend([
+        ("PGAUTH_METHOD".to_string(), "password".to_string()),
+        ("PGUSER".to_string(), user.to_string()),
+        ("PGPASSWORD".to_string(), password.to_string()),
+    ]);
+    Settings::from_env_vars(&Env::from_pairs(pairs)).expect("valid password settings")
+}
+
+/// Polls until `cond` holds, 2 ms apart.
+///
+/// # Panics
+/// After 2,000 polls.
+pub async fn eventually(mut cond: impl FnMut() -> bool) {
+    for _ in 0..2000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("condition not reached");
+}
+
+/// Runs the future `make` returns on a tokio runtime of its own (multi-thread or
+/// current-thread), on a thread of its own, and drops the runtime before returning: the way
+/// an application runs its migrations at start-up before it starts its main runtime.
+///
+/// # Panics
+/// When the runtime cannot be built, or the future panics.
+pub fn on_throwaway_runtime<T, F, Fut>(multi_thread: bool, make: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        let runtime = if multi_thread {
+            tokio::runtime::Builder::new_multi_thread()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        .enable_all()
+        .build()
+        .unwrap();
+        let output = runtime.block_on(make());
+        drop(runtime);
+        output
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
