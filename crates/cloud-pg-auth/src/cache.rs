@@ -90,7 +90,7 @@ impl RefreshPolicy {
 }
 
 /// Options of a [`TokenCache`].
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct CacheOptions {
     /// Refresh timing and backoff.
@@ -98,6 +98,15 @@ pub struct CacheOptions {
     /// A password used when the source fails and no valid token remains. Only when
     /// explicitly configured (`PGAUTH_FALLBACK_PASSWORD`); each use is counted and logged.
     pub fallback_password: Option<Secret>,
+}
+
+impl fmt::Debug for CacheOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheOptions")
+            .field("policy", &self.policy)
+            .field("fallback_password", &self.fallback_password)
+            .finish()
+    }
 }
 
 impl CacheOptions {
@@ -790,6 +799,14 @@ mod tests {
             "the refresher must not keep the source alive"
         );
         task.stop().await;
+    }
+
+    #[test]
+    fn options_debug_hides_the_fallback_password() {
+        let options = CacheOptions::default().fallback_password("fallback-secret");
+        let printed = format!("{options:?} {options:#?}");
+        assert!(!printed.contains("fallback-secret"), "{printed}");
+        assert!(printed.contains("redacted"), "{printed}");
     }
 
     #[tokio::test]
