@@ -708,78 +708,38 @@ pub async fn counters_add_up<A: Adapter>() {
     emulator.stop().await.unwrap();
 }
 
-/// Generates the conformance tests for one adapter.
+/// Generates the conformance tests for one adapter: one test per scenario.
 #[macro_export]
 macro_rules! conformance_tests {
     ($adapter:ty) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn logins_for_every_method() {
-            $crate::scenarios::logins_for_every_method::<$adapter>().await;
-        }
+        $crate::conformance_tests!(@multi_thread $adapter;
+            logins_for_every_method,
+            counters_add_up,
+            cold_herd_makes_one_token_request,
+            rollover_keeps_opening_connections,
+            outage_is_ridden_out_while_the_token_is_valid,
+            throttling_is_honoured,
+            slow_endpoint_does_not_delay_opens,
+            postgres_restart_is_survived,
+            dispose_leaves_no_task_and_no_credential,
+            drop_without_dispose_stops_the_refresher,
+            no_token_in_debug_or_logs,
+            plaintext_is_refused,
+            bad_settings_are_refused,
+        );
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn counters_add_up() {
-            $crate::scenarios::counters_add_up::<$adapter>().await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn cold_herd_makes_one_token_request() {
-            $crate::scenarios::cold_herd_makes_one_token_request::<$adapter>().await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn rollover_keeps_opening_connections() {
-            $crate::scenarios::rollover_keeps_opening_connections::<$adapter>().await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn outage_is_ridden_out_while_the_token_is_valid() {
-            $crate::scenarios::outage_is_ridden_out_while_the_token_is_valid::<$adapter>().await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn throttling_is_honoured() {
-            $crate::scenarios::throttling_is_honoured::<$adapter>().await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn slow_endpoint_does_not_delay_opens() {
-            $crate::scenarios::slow_endpoint_does_not_delay_opens::<$adapter>().await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn postgres_restart_is_survived() {
-            $crate::scenarios::postgres_restart_is_survived::<$adapter>().await;
-        }
-
+        // Builds its own runtimes: the point is a runtime that ends under a credential.
         #[test]
         fn runtime_affinity() {
             $crate::scenarios::runtime_affinity::<$adapter>();
         }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn dispose_leaves_no_task_and_no_credential() {
-            $crate::scenarios::dispose_leaves_no_task_and_no_credential::<$adapter>().await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn drop_without_dispose_stops_the_refresher() {
-            $crate::scenarios::drop_without_dispose_stops_the_refresher::<$adapter>().await;
-        }
-
-        #[tokio::test]
-        async fn no_token_in_debug_or_logs() {
-            $crate::scenarios::no_token_in_debug_or_logs::<$adapter>().await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn plaintext_is_refused() {
-            $crate::scenarios::plaintext_is_refused::<$adapter>().await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn bad_settings_are_refused() {
-            $crate::scenarios::bad_settings_are_refused::<$adapter>().await;
-        }
+    };
+    (@multi_thread $adapter:ty; $($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                $crate::scenarios::$scenario::<$adapter>().await;
+            }
+        )*
     };
 }
