@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::select_current_user;
 use crate::{Adapter, EngineOptions};
 use async_trait::async_trait;
 use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
@@ -25,15 +26,6 @@ fn with_options(builder: PooledEngineBuilder, options: EngineOptions) -> PooledE
         .max_size(options.max_size)
         .auth_options(options.auth)
         .connection_timeout(options.connection_timeout)
-}
-
-async fn select_current_user(
-    client: &cloud_pg_auth_bb8::tokio_postgres::Client,
-) -> Result<String, BoxError> {
-    Ok(client
-        .query_one("SELECT current_user::text", &[])
-        .await?
-        .get(0))
 }
 
 #[async_trait]
@@ -90,7 +82,7 @@ impl Adapter for Bb8 {
     async fn migration(settings: Settings) -> Result<Migration, BoxError> {
         Ok(Migration {
             engine: MigrationEngine::from_settings(settings).await?,
-            migrations: migrations!["../../migrations/bb8/V1__conformance_items.sql"]?,
+            migrations: migrations!["../../migrations/tokio-postgres/V1__conformance_items.sql"]?,
         })
     }
 

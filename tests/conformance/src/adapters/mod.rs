@@ -10,3 +10,13 @@ pub use bb8::Bb8;
 pub use deadpool::Deadpool;
 pub use diesel_async::DieselAsync;
 pub use sqlx::Sqlx;
+
+/// `SELECT current_user` over a tokio-postgres client (the deadpool and bb8 adapters).
+async fn select_current_user(
+    client: &cloud_pg_auth::tokio_postgres::Client,
+) -> Result<String, cloud_pg_auth::BoxError> {
+    Ok(client
+        .query_one("SELECT current_user::text", &[])
+        .await?
+        .get(0))
+}

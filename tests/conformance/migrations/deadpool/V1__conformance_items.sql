@@ -1,4 +1,0 @@
-CREATE TABLE conformance_items (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name text NOT NULL
-);
