@@ -458,9 +458,9 @@ options:
 settings (environment, as for the library):
   PGAUTH_METHOD         azure, aws, password or auto (auto: *.postgres.database.azure.com -> azure,
                         *.rds.amazonaws.com -> aws)
-  PGHOST PGPORT PGDATABASE PGUSER PGSSLMODE PGSSLROOTCERT DATABASE_URL    as in libpq
+  PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSSLMODE PGSSLROOTCERT DATABASE_URL   as in libpq
   PGAUTH_AZURE_CREDENTIAL PGAUTH_AZURE_CLOUD AZURE_CLIENT_ID AZURE_TENANT_ID ...   Azure
-  AWS_REGION AWS_PROFILE PGAUTH_AWS_SIGNING_HOST ...                                AWS
+  AWS_REGION AWS_PROFILE PGAUTH_AWS_SIGNING_PORT ...                                AWS
   PGAUTH_LOG            log level of the library's messages on standard error (default warn)
 
 examples:
@@ -495,9 +495,12 @@ usage: pgauth psql [-- PSQL-ARGS...]
 
 Runs psql with a fresh token. The token goes into psql's environment (PGPASSWORD), never
 on its command line, which other users of the machine can read. Also set for psql: PGHOST,
-PGPORT, PGUSER (PGUSER, or the name the token implies), PGDATABASE, PGAPPNAME, PGSSLROOTCERT
-(when configured; \"system\" for the built-in roots) and PGSSLMODE=verify-full unless a verifying
-mode (verify-ca, verify-full) is set. psql is found on PATH.
+PGHOSTADDR (when configured), PGPORT, PGUSER (PGUSER, or the name the token implies),
+PGDATABASE, PGAPPNAME, PGCONNECT_TIMEOUT, PGSSLROOTCERT (when configured; \"system\" for the
+built-in roots) and PGSSLMODE=verify-full unless verify-full is set, or verify-ca with
+PGSSLROOTCERT naming a CA file. Every other libpq variable (PGSERVICE, PGSERVICEFILE,
+PGOPTIONS, PGSSLCERT, ...) is removed from psql's environment, so nothing inherited sends the
+token elsewhere. psql is found on PATH.
 
 examples:
   pgauth psql
@@ -509,8 +512,10 @@ const ENV_HELP: &str = "\
 usage: pgauth env
 
 Prints export lines for tools that read libpq's variables (psql, pg_dump, pgcli, libpq
-drivers): PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSSLROOTCERT and PGPASSWORD with a
-fresh token. It warns on standard error, since it prints a secret. The token expires
+drivers): PGHOST, PGHOSTADDR (when configured), PGPORT, PGUSER, PGDATABASE, PGSSLMODE,
+PGSSLROOTCERT and PGPASSWORD with a fresh token, and an unset line for every other libpq
+variable (PGSERVICE, PGSERVICEFILE, ...), so that none left in the shell sends the token
+elsewhere. It warns on standard error, since it prints a secret. The token expires
 (Azure: about an hour or more; AWS: 15 minutes); run it again when it does.
 
 Use it in a subshell: with PGPASSWORD set, the library and pgauth itself refuse a token

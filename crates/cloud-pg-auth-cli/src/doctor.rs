@@ -13,6 +13,7 @@ use cloud_pg_auth::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::redact;
 use crate::session::{self, TokenSummary};
 use crate::tlsprobe::{self, ProbeError};
 
@@ -260,6 +261,7 @@ pub async fn run(env: &Env, out: &mut dyn Write, json: bool) -> Report {
                 }
             }
         };
+        let step = redacted(step);
         printer.step(index, &step);
         steps.push(step);
     }
@@ -298,6 +300,18 @@ pub async fn run(env: &Env, out: &mut dyn Write, json: bool) -> Report {
         }
     }
     report
+}
+
+/// `step` without URL passwords: errors and labels from the library and the cloud SDKs may
+/// quote a `DATABASE_URL` or an endpoint written `scheme://user:password@host`.
+fn redacted(mut step: Step) -> Step {
+    step.summary = redact::url_passwords(&step.summary);
+    for line in &mut step.details {
+        *line = redact::url_passwords(line);
+    }
+    step.fix = step.fix.map(|fix| redact::url_passwords(&fix));
+    redact::json(&mut step.data);
+    step
 }
 
 fn settings<'a>(state: &'a State<'_>) -> &'a Settings {
@@ -524,11 +538,9 @@ fn step_audience(state: &mut State<'_>) -> Result<Outcome, Failure> {
             .data(data))
         }
         AuthMethod::Aws => {
-            let expected_host = settings
-                .aws
-                .signing_host
-                .clone()
-                .unwrap_or_else(|| host.clone());
+            // The token is signed for PGHOST, the name TLS verifies; PGHOSTADDR only
+            // changes the address dialled.
+            let expected_host = host.clone();
             let expected_host = if expected_host.parse::<std::net::Ipv6Addr>().is_ok() {
                 format!("[{expected_host}]")
             } else {
@@ -554,7 +566,7 @@ fn step_audience(state: &mut State<'_>) -> Result<Outcome, Failure> {
                     "host:port",
                     summary.signed_target.as_deref(),
                     expected_target.as_str(),
-                    "PGAUTH_AWS_SIGNING_HOST / PGAUTH_AWS_SIGNING_PORT",
+                    "PGHOST / PGAUTH_AWS_SIGNING_PORT",
                 ),
                 (
                     "user",
@@ -587,7 +599,7 @@ fn step_audience(state: &mut State<'_>) -> Result<Outcome, Failure> {
             .data(data);
             if !cloud_pg_auth::aws::is_rds_host(&expected_host) {
                 outcome = outcome.detail(format!(
-                    "{expected_host} is not an RDS endpoint name: RDS checks the token against its own endpoint, so through a tunnel or proxy set PGAUTH_AWS_SIGNING_HOST to the instance's endpoint"
+                    "{expected_host} is not an RDS endpoint name: RDS checks the token against its own endpoint, so through a tunnel or proxy keep the instance's endpoint in PGHOST and put the address to dial in PGHOSTADDR"
                 ));
             }
             Ok(outcome)
@@ -630,6 +642,11 @@ async fn step_tls(state: &mut State<'_>) -> Result<Outcome, Failure> {
     let policy = TlsPolicy::from_settings(&settings)
         .map_err(|e| error_failure(&e, "check PGSSLROOTCERT: a PEM file of CA certificates"))?;
     let Some(config) = policy.client_config().cloned() else {
+        if settings.host_is_unix_socket() {
+            return Ok(Outcome::skipped(format!(
+                "{host} is a Unix socket directory: local, no TLS (PostgreSQL does not use TLS over Unix sockets)"
+            )));
+        }
         return Ok(Outcome::skipped(format!(
             "sslmode={}: no TLS; the password goes in clear to the loopback host {host} (PGAUTH_INSECURE_LOOPBACK=1)",
             policy.mode().as_str()
@@ -639,7 +656,12 @@ async fn step_tls(state: &mut State<'_>) -> Result<Outcome, Failure> {
     let insecure = cloud_pg_auth::tls::client_config(&RootCerts::Bundled, CertCheck::None)
         .map_err(|e| error_failure(&e, "report this as a bug"))?;
     let timeout = settings.connect_timeout.unwrap_or(Duration::from_secs(10));
-    match tlsprobe::probe(&host, port, config, insecure, timeout).await {
+    let target = tlsprobe::Target {
+        host: &host,
+        hostaddr: settings.hostaddr,
+        port,
+    };
+    match tlsprobe::probe(target, config, insecure, timeout).await {
         Ok(report) => {
             let names = report.certificate.shown();
             let until = report
@@ -685,7 +707,7 @@ async fn step_tls(state: &mut State<'_>) -> Result<Outcome, Failure> {
             }
             Ok(Outcome::ok(summary).data(data))
         }
-        Err(error) => Err(tls_failure(&error, &host, port, &settings)),
+        Err(error) => Err(tls_failure(&error, &settings)),
     }
 }
 
@@ -697,7 +719,9 @@ fn describe_check(settings: &Settings, method: AuthMethod, mode: SslMode) -> Str
     };
     match mode {
         SslMode::VerifyFull => format!("chain and host name (verify-full) against {roots}"),
-        SslMode::VerifyCa => format!("chain only (verify-ca) against {roots}"),
+        SslMode::VerifyCa => format!(
+            "chain only (verify-ca) against {roots}: any certificate that CA signed passes, whatever its name"
+        ),
         SslMode::Require | SslMode::Prefer if method.is_token() => {
             if settings.insecure_loopback && settings.host_is_loopback() {
                 "nothing (PGAUTH_INSECURE_LOOPBACK=1)".to_string()
@@ -712,8 +736,13 @@ fn describe_check(settings: &Settings, method: AuthMethod, mode: SslMode) -> Str
     }
 }
 
-fn tls_failure(error: &ProbeError, host: &str, port: u16, settings: &Settings) -> Failure {
-    let at = format!("{host}:{port}");
+fn tls_failure(error: &ProbeError, settings: &Settings) -> Failure {
+    let host = settings.host.as_deref().unwrap_or_default();
+    let port = settings.port;
+    let at = match settings.hostaddr {
+        Some(addr) => format!("{host}:{port} (dialled at {addr}, PGHOSTADDR)"),
+        None => format!("{host}:{port}"),
+    };
     match error {
         ProbeError::Connect(e) => failure(
             format!("cannot reach {at}: {e}"),
@@ -744,11 +773,18 @@ fn tls_failure(error: &ProbeError, host: &str, port: u16, settings: &Settings) -
                 .as_ref()
                 .map(|n| format!(" (the certificate is for {n})"))
                 .unwrap_or_default();
+            let name_mismatch = matches!(
+                rustls_error,
+                Some(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForName
+                        | rustls::CertificateError::NotValidForNameContext { .. }
+                ))
+            );
             let fix = match rustls_error {
                 Some(rustls::Error::InvalidCertificate(cert)) => match cert {
                     rustls::CertificateError::NotValidForName
                     | rustls::CertificateError::NotValidForNameContext { .. } => format!(
-                        "connect by a name the certificate holds{}, or use PGSSLMODE=verify-ca to check the chain only",
+                        "connect by a name the certificate holds{}; to reach the server by an IP address, a private endpoint or an SSH tunnel / port-forward, keep that name in PGHOST (the URL's host) and put the address to dial in PGHOSTADDR (the URL's hostaddr), so verify-full still checks the name",
                         names.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
                     ),
                     rustls::CertificateError::Expired
@@ -765,11 +801,18 @@ fn tls_failure(error: &ProbeError, host: &str, port: u16, settings: &Settings) -
                 },
                 _ => "check that the server speaks TLS 1.2 or 1.3 on this port".to_string(),
             };
-            failure(
+            let mut failed = failure(
                 format!("TLS handshake with {at} failed: {text}{holds}"),
                 fix,
             )
-            .data(json!({"certificate_names": certificate.as_ref().map(|c| c.shown())}))
+            .data(json!({"certificate_names": certificate.as_ref().map(|c| c.shown())}));
+            if name_mismatch {
+                // The tempting shortcut, and why it is not one.
+                failed = failed.detail(
+                    "not a fix: sslmode=verify-ca checks only the chain, so anyone on the path with a publicly trusted certificate would receive the token; it is acceptable only with PGSSLROOTCERT naming a CA file you trust (such as a Cloud SQL instance's server CA)",
+                );
+            }
+            failed
         }
     }
 }
@@ -911,7 +954,7 @@ fn login_failure(state: &State<'_>, error: &Error, user: &str) -> Failure {
         (
             "iam_rejected",
             format!(
-                "RDS refused the IAM token; check in this order: the role {user:?} exists and is granted rds_iam ({}), IAM authentication is enabled on the instance, the IAM policy allows rds-db:connect on dbuser:<resource id>/{user}, and the token is signed for the endpoint name RDS knows (PGAUTH_AWS_SIGNING_HOST for tunnels)",
+                "RDS refused the IAM token; check in this order: the role {user:?} exists and is granted rds_iam ({}), IAM authentication is enabled on the instance, the IAM policy allows rds-db:connect on dbuser:<resource id>/{user}, and the token is signed for the endpoint name RDS knows (PGHOST; through a tunnel, the tunnel's address goes in PGHOSTADDR)",
                 format_args!("pgauth sql create-role --method aws --name {user}")
             ),
         )
@@ -979,6 +1022,9 @@ async fn step_current_user(state: &mut State<'_>) -> Result<Outcome, Failure> {
     .data(data))
 }
 
+/// The most role names the roles step reads and shows.
+pub const MAX_ROLES: i64 = 50;
+
 async fn step_roles(state: &mut State<'_>) -> Result<Outcome, Failure> {
     let client = state.client.as_ref().expect("login step passed");
     let query_failed = |e: cloud_pg_auth::tokio_postgres::Error| {
@@ -987,16 +1033,22 @@ async fn step_roles(state: &mut State<'_>) -> Result<Outcome, Failure> {
             "check the server's log",
         )
     };
-    let roles: Vec<String> = client
+    // A role can be a member of thousands of roles: ask for at most MAX_ROLES names (plus
+    // the total), so neither memory nor the report grows with the server's catalogue.
+    // rds_iam is listed first, as the AWS check below looks for it among them.
+    let rows = client
         .query(
-            "SELECT r.rolname::text FROM pg_catalog.pg_roles r \
+            "SELECT r.rolname::text, count(*) OVER () FROM pg_catalog.pg_roles r \
              WHERE r.rolname <> current_user AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER') \
-             ORDER BY 1",
-            &[],
+             ORDER BY r.rolname <> 'rds_iam', 1 LIMIT $1",
+            &[&MAX_ROLES],
         )
         .await
-        .map_err(query_failed)?
+        .map_err(query_failed)?;
+    let total: i64 = rows.first().map_or(0, |r| r.get(1));
+    let roles: Vec<String> = rows
         .iter()
+        .take(MAX_ROLES as usize)
         .map(|r| r.get(0))
         .collect();
     let row = client
@@ -1016,6 +1068,7 @@ async fn step_roles(state: &mut State<'_>) -> Result<Outcome, Failure> {
     let user = state.user.clone().unwrap_or_default();
     let data = json!({
         "member_of": roles,
+        "member_of_count": total,
         "connect": connect,
         "schema_public_usage": usage,
         "schema_public_create": create,
@@ -1031,6 +1084,12 @@ async fn step_roles(state: &mut State<'_>) -> Result<Outcome, Failure> {
     );
     let member = if roles.is_empty() {
         "member of no other role".to_string()
+    } else if total > roles.len() as i64 {
+        format!(
+            "member of {} and {} more",
+            roles.join(", "),
+            total - roles.len() as i64
+        )
     } else {
         format!("member of {}", roles.join(", "))
     };

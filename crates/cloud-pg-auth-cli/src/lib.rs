@@ -11,6 +11,7 @@
 
 pub mod args;
 pub mod doctor;
+pub mod redact;
 pub mod session;
 pub mod sql;
 pub mod tlsprobe;
@@ -122,6 +123,11 @@ pub async fn run(args: &[String], env: &Env, out: &mut dyn Write, err: &mut dyn 
                             .map(|t| format!(" valid until {}", rfc3339(t)))
                             .unwrap_or_default()
                     );
+                    // `eval "$(pgauth env)"` must leave no other libpq variable behind: an
+                    // inherited PGSERVICE or PGHOSTADDR would send the token elsewhere.
+                    for name in session::libpq_vars_to_unset(&vars) {
+                        let _ = writeln!(out, "unset {name}");
+                    }
                     for (name, value) in vars {
                         let _ = writeln!(out, "export {name}={}", shell_quote(&value));
                     }
@@ -160,12 +166,13 @@ async fn open(env: &Env, progress: &mut dyn FnMut(&str)) -> Result<Session, Erro
             )
         })
         .unwrap_or_default();
-    progress(&format!(
+    // The source's label holds its endpoint URL, which may carry user:password@.
+    progress(&redact::url_passwords(&format!(
         "token from {} for {user} at {}:{}{expires}",
         session.auth.source_info().label(),
         session.settings.host.as_deref().unwrap_or_default(),
         session.settings.port,
-    ));
+    )));
     if status.method == "password" {
         progress("PGAUTH_METHOD resolves to password: the \"token\" is PGPASSWORD itself");
     }
@@ -211,17 +218,24 @@ pub fn psql_command(session: &Session, args: &[String]) -> Result<Process, Error
     command.args(args);
     // The token goes in the environment: /proc/PID/environ is readable only by the same
     // user, while /proc/PID/cmdline is readable by everyone on the machine.
-    for (name, value) in session::libpq_vars(&session.settings, session.method, &session.token)? {
-        command.env(name, value);
+    let vars = session::libpq_vars(&session.settings, session.method, &session.token)?;
+    // Whatever else libpq would read from our own environment (PGSERVICE, PGHOSTADDR,
+    // PGSSLCERT...) could redirect the token or weaken TLS; psql gets only what we set.
+    for name in session::libpq_vars_to_unset(&vars) {
+        command.env_remove(name);
     }
-    if let Some(timeout) = session.settings.connect_timeout {
-        command.env("PGCONNECT_TIMEOUT", timeout.as_secs().to_string());
+    for (name, value) in vars {
+        command.env(name, value);
     }
     Ok(command)
 }
 
 fn fail(err: &mut dyn Write, error: &Error) -> Outcome {
-    let _ = writeln!(err, "pgauth: error: {}", chain_text(error));
+    let _ = writeln!(
+        err,
+        "pgauth: error: {}",
+        redact::url_passwords(&chain_text(error))
+    );
     if let Error::Config(e) = error {
         let _ = writeln!(
             err,

@@ -84,12 +84,86 @@ pub fn login_user(settings: &Settings, token: &AccessToken) -> Result<String, Er
     })
 }
 
+/// Every environment variable libpq reads (libpq 15 to 18). A child given a token gets only
+/// the ones the tool sets: an inherited `PGSERVICE` (with `PGSERVICEFILE`) would override
+/// host and sslmode, since libpq ranks a service file above the environment, and send the
+/// token where the service says.
+///
+/// Sources: libpq 15, the `PG*` names in Debian's `libpq.so.5.15` (15.18); libpq 16 added
+/// PGREQUIREAUTH, PGSSLCERTMODE, PGGSSDELEGATION and PGLOADBALANCEHOSTS (fe-connect.c's
+/// `PQconninfoOptions`), 17 PGSSLNEGOTIATION (postgresql.org/docs/17/libpq-envars.html), 18
+/// PGMINPROTOCOLVERSION and PGMAXPROTOCOLVERSION (`min_protocol_version`,
+/// `max_protocol_version`). Unsetting a name an older libpq does not know is harmless.
+pub const LIBPQ_ENV_VARS: &[&str] = &[
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGDATABASE",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGOPTIONS",
+    "PGAPPNAME",
+    "PGSSLMODE",
+    "PGSSLNEGOTIATION",
+    "PGREQUIRESSL",
+    "PGSSLCOMPRESSION",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSSLCERTMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCRL",
+    "PGSSLCRLDIR",
+    "PGSSLSNI",
+    "PGREQUIREPEER",
+    "PGSSLMINPROTOCOLVERSION",
+    "PGSSLMAXPROTOCOLVERSION",
+    "PGMINPROTOCOLVERSION",
+    "PGMAXPROTOCOLVERSION",
+    "PGGSSENCMODE",
+    "PGKRBSRVNAME",
+    "PGGSSLIB",
+    "PGGSSDELEGATION",
+    "PGCONNECT_TIMEOUT",
+    "PGCLIENTENCODING",
+    "PGTARGETSESSIONATTRS",
+    "PGLOADBALANCEHOSTS",
+    "PGCHANNELBINDING",
+    "PGREQUIREAUTH",
+    "PGDATESTYLE",
+    "PGTZ",
+    "PGGEQO",
+    "PGSYSCONFDIR",
+    "PGLOCALEDIR",
+];
+
+/// The names of [`LIBPQ_ENV_VARS`] that `vars` (from [`libpq_vars`]) does not set: a child
+/// must not inherit them.
+#[must_use]
+pub fn libpq_vars_to_unset(vars: &[(&'static str, String)]) -> Vec<&'static str> {
+    LIBPQ_ENV_VARS
+        .iter()
+        .copied()
+        .filter(|name| !vars.iter().any(|(set, _)| set == name))
+        .collect()
+}
+
 /// The sslmode to hand to a libpq tool: the configured one when it verifies the server (or
 /// when the loopback opt-in allows less, as it does for the library); otherwise
 /// `verify-full`, since the password is a token.
 #[must_use]
 pub fn libpq_ssl_mode(settings: &Settings, method: AuthMethod) -> SslMode {
     let mode = settings.effective_ssl_mode().unwrap_or(SslMode::VerifyFull);
+    // verify-ca checks only the chain: against the system's public roots, any publicly
+    // trusted certificate would receive the token. Only a CA file the user named will do.
+    if method.is_token()
+        && mode == SslMode::VerifyCa
+        && !matches!(settings.root_certs, RootCerts::File(_))
+    {
+        return SslMode::VerifyFull;
+    }
     if !method.is_token() || mode.verifies() {
         return mode;
     }
@@ -125,8 +199,12 @@ pub fn libpq_vars(
 ) -> Result<Vec<(&'static str, String)>, Error> {
     let user = login_user(settings, token)?;
     let mode = libpq_ssl_mode(settings, method);
-    let mut vars = vec![
-        ("PGHOST", settings.host.clone().unwrap_or_default()),
+    let mut vars = vec![("PGHOST", settings.host.clone().unwrap_or_default())];
+    if let Some(addr) = settings.hostaddr {
+        // Dial this address; libpq still verifies the certificate against PGHOST.
+        vars.push(("PGHOSTADDR", addr.to_string()));
+    }
+    vars.extend([
         ("PGPORT", settings.port.to_string()),
         ("PGUSER", user.clone()),
         (
@@ -135,12 +213,15 @@ pub fn libpq_vars(
             settings.dbname.clone().unwrap_or(user),
         ),
         ("PGSSLMODE", mode.as_str().to_string()),
-    ];
+    ]);
     if let Some(root) = libpq_root_cert(settings, mode) {
         vars.push(("PGSSLROOTCERT", root));
     }
     if let Some(app) = &settings.application_name {
         vars.push(("PGAPPNAME", app.clone()));
+    }
+    if let Some(timeout) = settings.connect_timeout {
+        vars.push(("PGCONNECT_TIMEOUT", timeout.as_secs().to_string()));
     }
     vars.push(("PGPASSWORD", token.secret().expose().to_string()));
     Ok(vars)
@@ -375,6 +456,33 @@ mod tests {
             "hunter2-hunter2-hunter2-hunter2-x",
             &[("kind", "static password (PGPASSWORD)")],
         );
+    }
+
+    /// The sslmode a libpq tool gets for `mode` with `roots`, for a token.
+    fn check_mode(mode: SslMode, roots: RootCerts, expected: SslMode) {
+        let settings = Settings {
+            host: Some("db.example.internal".into()),
+            method: AuthMethod::Azure,
+            ssl_mode: Some(mode),
+            root_certs: roots.clone(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            libpq_ssl_mode(&settings, AuthMethod::Azure),
+            expected,
+            "{mode:?} {roots:?}"
+        );
+    }
+
+    #[test]
+    fn verify_ca_without_a_ca_file_becomes_verify_full_for_libpq() {
+        let file = RootCerts::File("/etc/ssl/private-ca.pem".into());
+        // Against public roots, chain-only checking would let any certificate through.
+        check_mode(SslMode::VerifyCa, RootCerts::Bundled, SslMode::VerifyFull);
+        check_mode(SslMode::VerifyCa, RootCerts::System, SslMode::VerifyFull);
+        check_mode(SslMode::VerifyCa, file.clone(), SslMode::VerifyCa);
+        check_mode(SslMode::VerifyFull, RootCerts::Bundled, SslMode::VerifyFull);
+        check_mode(SslMode::Require, file, SslMode::VerifyFull);
     }
 
     fn check_until(secs: i64, expected: &str) {

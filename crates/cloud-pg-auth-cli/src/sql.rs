@@ -32,15 +32,79 @@ pub fn quote_literal(value: &str) -> String {
     }
 }
 
-/// Checks a role or database name: not empty, no control characters (they cannot be typed
-/// at a login prompt and hide in terminals), at most 63 bytes.
+/// Unicode general category Cf (format characters): invisible, or changing the direction
+/// of the text around them, so a name holding one looks like another name. From
+/// DerivedGeneralCategory.txt of Unicode 15.0 (cross-checked with Python's `unicodedata`,
+/// Unicode 14.0, which ends the Egyptian range at U+13438).
+const FORMAT_CHARS: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),   // soft hyphen
+    (0x0600, 0x0605),   // Arabic number signs
+    (0x061C, 0x061C),   // Arabic letter mark
+    (0x06DD, 0x06DD),   // Arabic end of ayah
+    (0x070F, 0x070F),   // Syriac abbreviation mark
+    (0x0890, 0x0891),   // Arabic pound and piastre marks above
+    (0x08E2, 0x08E2),   // Arabic disputed end of ayah
+    (0x180E, 0x180E),   // Mongolian vowel separator
+    (0x200B, 0x200F),   // zero width space, non-joiner, joiner; LRM, RLM
+    (0x202A, 0x202E),   // bidi embeddings and overrides (LRE, RLE, PDF, LRO, RLO)
+    (0x2060, 0x2064),   // word joiner, invisible operators
+    (0x2066, 0x206F),   // bidi isolates (LRI, RLI, FSI, PDI), deprecated format chars
+    (0xFEFF, 0xFEFF),   // zero width no-break space (byte order mark)
+    (0xFFF9, 0xFFFB),   // interlinear annotation
+    (0x110BD, 0x110BD), // Kaithi number sign
+    (0x110CD, 0x110CD), // Kaithi number sign above
+    (0x13430, 0x1343F), // Egyptian hieroglyph format controls
+    (0x1BCA0, 0x1BCA3), // shorthand format controls
+    (0x1D173, 0x1D17A), // musical symbol beam and phrase controls
+    (0xE0001, 0xE0001), // language tag
+    (0xE0020, 0xE007F), // tag characters
+];
+
+/// A character that hides in a name: a control character (Cc), a format character (Cf), or
+/// a line or paragraph separator (Zl, Zp), which breaks the line it is printed on.
+fn is_hidden(c: char) -> bool {
+    let cp = u32::from(c);
+    c.is_control()
+        || matches!(cp, 0x2028 | 0x2029)
+        || FORMAT_CHARS
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&cp))
+}
+
+/// `name` quoted, with every hidden character written `\u{...}`, so the message shows it
+/// instead of acting on the terminal.
+fn shown(name: &str) -> String {
+    let mut out = String::from("\"");
+    for c in name.chars() {
+        if is_hidden(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Checks a role or database name: not empty, no control, format or line-separator
+/// characters (they cannot be typed at a login prompt, and they hide in terminals or make
+/// one name look like another), at most 63 bytes.
 fn check_name(flag: &str, what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{flag}: the {what} is empty"));
     }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
         return Err(format!(
-            "{flag}: the {what} {name:?} contains the control character {c:?}; use a name without one"
+            "{flag}: the {what} {} contains the control character U+{:04X}; use a name without one",
+            shown(name),
+            u32::from(c)
+        ));
+    }
+    if let Some(c) = name.chars().find(|&c| is_hidden(c)) {
+        return Err(format!(
+            "{flag}: the {what} {} contains U+{:04X}, an invisible or direction-changing character; use a name without one",
+            shown(name),
+            u32::from(c)
         ));
     }
     if name.len() > MAX_IDENT_BYTES {
@@ -268,6 +332,72 @@ mod tests {
         match create_role(&request) {
             Ok(sql) => panic!("{request:?} was accepted:\n{sql}"),
             Err(e) => assert!(e.contains(expected), "{request:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn names_with_invisible_or_direction_changing_characters_are_refused() {
+        // (character, what it is): one per class of the table, and the edges of ranges.
+        let cases = [
+            ('\u{00ad}', "soft hyphen"),
+            ('\u{061c}', "arabic letter mark"),
+            ('\u{180e}', "mongolian vowel separator"),
+            ('\u{200b}', "zero width space"),
+            ('\u{200d}', "zero width joiner"),
+            ('\u{200e}', "left-to-right mark"),
+            ('\u{200f}', "right-to-left mark"),
+            ('\u{202a}', "left-to-right embedding"),
+            ('\u{202e}', "right-to-left override"),
+            ('\u{2060}', "word joiner"),
+            ('\u{2066}', "left-to-right isolate"),
+            ('\u{2069}', "pop directional isolate"),
+            ('\u{feff}', "zero width no-break space"),
+            ('\u{fff9}', "interlinear annotation anchor"),
+            ('\u{1343f}', "egyptian hieroglyph format control"),
+            ('\u{e0001}', "language tag"),
+            ('\u{e007f}', "cancel tag"),
+            ('\u{2028}', "line separator"),
+            ('\u{2029}', "paragraph separator"),
+        ];
+        for (c, what) in cases {
+            let name = format!("app{c}admin");
+            let code = format!("U+{:04X}", u32::from(c));
+            for method in [RoleMethod::Azure, RoleMethod::Aws] {
+                check_refused(request(method, &name), &code);
+            }
+            let refused = create_role(&request(RoleMethod::Azure, &name)).unwrap_err();
+            assert!(
+                !refused.contains(c),
+                "{what}: the message prints it raw: {refused}"
+            );
+            assert!(
+                refused.contains("invisible or direction-changing"),
+                "{what}: {refused}"
+            );
+            check_refused(
+                CreateRole {
+                    database: Some(name.clone()),
+                    grant: Some(Grant::Read),
+                    ..request(RoleMethod::Azure, "app")
+                },
+                &format!(
+                    "--database: the database name \"app\\u{{{:04x}}}admin\"",
+                    u32::from(c)
+                ),
+            );
+        }
+        // Neighbours of the ranges, and visible non-ASCII letters, stay allowed.
+        for name in [
+            "a\u{200a}b",
+            "a\u{2010}b",
+            "a\u{2070}b",
+            "ünïcødé 名前",
+            "app",
+        ] {
+            assert!(
+                create_role(&request(RoleMethod::Azure, name)).is_ok(),
+                "{name:?}"
+            );
         }
     }
 

@@ -3,7 +3,7 @@
 //! No startup packet and no password are sent: the probe ends after the handshake.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,22 +68,33 @@ impl fmt::Display for ProbeError {
     }
 }
 
-/// Connects to `host:port`, asks for TLS and completes a handshake with `config`.
+/// Where the probe goes: `host` is the name the certificate is checked against; `hostaddr`
+/// (libpq's), when set, is the address dialled instead of resolving `host`.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The server's name (or address), as in `PGHOST`.
+    pub host: &'a str,
+    /// `PGHOSTADDR`.
+    pub hostaddr: Option<IpAddr>,
+    /// The port.
+    pub port: u16,
+}
+
+/// Connects to `target`, asks for TLS and completes a handshake with `config`.
 pub async fn probe(
-    host: &str,
-    port: u16,
+    target: Target<'_>,
     config: Arc<ClientConfig>,
     insecure_names: Arc<ClientConfig>,
     timeout: Duration,
 ) -> Result<TlsReport, ProbeError> {
-    match tokio::time::timeout(timeout, handshake(host, port, config)).await {
+    match tokio::time::timeout(timeout, handshake(target, config)).await {
         Err(_) => Err(ProbeError::Timeout),
         Ok(Ok(report)) => Ok(report),
         Ok(Err(ProbeError::Handshake { error, text, .. })) => {
             // Read the names with a second handshake that checks nothing, so the message can
             // say which names the certificate does hold. Nothing is sent over it.
             let certificate =
-                match tokio::time::timeout(timeout, handshake(host, port, insecure_names)).await {
+                match tokio::time::timeout(timeout, handshake(target, insecure_names)).await {
                     Ok(Ok(report)) => Some(report.certificate),
                     _ => None,
                 };
@@ -97,15 +108,18 @@ pub async fn probe(
     }
 }
 
-async fn handshake(
-    host: &str,
-    port: u16,
-    config: Arc<ClientConfig>,
-) -> Result<TlsReport, ProbeError> {
+async fn handshake(target: Target<'_>, config: Arc<ClientConfig>) -> Result<TlsReport, ProbeError> {
+    let Target {
+        host,
+        hostaddr,
+        port,
+    } = target;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let mut tcp = TcpStream::connect((bare, port))
-        .await
-        .map_err(ProbeError::Connect)?;
+    let tcp = match hostaddr {
+        Some(addr) => TcpStream::connect((addr, port)).await,
+        None => TcpStream::connect((bare, port)).await,
+    };
+    let mut tcp = tcp.map_err(ProbeError::Connect)?;
     tcp.write_all(&SSL_REQUEST)
         .await
         .map_err(ProbeError::Connect)?;

@@ -309,3 +309,123 @@ async fn create_role_output_runs_in_psql_as_the_administrator() {
     // The role was created (first transaction); no default privileges were set here.
     assert_eq!(ran.out, "0|1\n", "{}", ran.err);
 }
+
+/// A TCP listener standing for a server the caller's shell points at: it records who
+/// connects and closes each connection at once.
+struct Trap {
+    port: u16,
+    seen: tokio::sync::mpsc::UnboundedReceiver<std::net::SocketAddr>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Trap {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, seen) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, peer)) = listener.accept().await {
+                drop(stream);
+                if tx.send(peer).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { port, seen, task }
+    }
+
+    /// The connections made so far. A last connection of our own marks the end: the
+    /// listener accepts in arrival order, and whatever psql opened arrived before it exited.
+    async fn connections(mut self) -> Vec<std::net::SocketAddr> {
+        let marker = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let marker = marker.local_addr().unwrap();
+        let mut before = Vec::new();
+        while let Some(peer) = self.seen.recv().await {
+            if peer == marker {
+                break;
+            }
+            before.push(peer);
+        }
+        self.task.abort();
+        before
+    }
+}
+
+/// A service file whose service sends logins to `port` in plaintext, as another user.
+fn hostile_service_file(emulator: &Emulator, port: u16) -> String {
+    let path = emulator.dir().join("hostile_pg_service.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "[pgauth_hostile]\nhost=127.0.0.1\nport={port}\nsslmode=disable\nuser=hijacked\ndbname=hijacked\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn psql_ignores_a_service_file_in_the_callers_environment() {
+    let emulator = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let trap = Trap::start().await;
+    let service_file = hostile_service_file(&emulator, trap.port);
+    // libpq ranks a service file above PGHOST, PGPORT and PGSSLMODE from the environment.
+    let hostile = [
+        ("PGAUTH_METHOD", "azure"),
+        ("PGSERVICEFILE", service_file.as_str()),
+        ("PGSERVICE", "pgauth_hostile"),
+    ];
+    let accepted = emulator.stats().logins_accepted;
+    check(
+        &emulator,
+        &hostile,
+        &["-q", "psql", "--", "-X", "-At", "-c", "select current_user"],
+        0,
+        &format!("{}\n", emulator.azure_role()),
+    )
+    .await;
+    // The login reached the emulator's front, which takes only verified TLS logins.
+    assert_eq!(emulator.stats().logins_accepted, accepted + 1);
+    assert_eq!(
+        trap.connections().await,
+        [],
+        "the token went to the service's host"
+    );
+}
+
+#[tokio::test]
+async fn env_output_clears_a_service_file_from_the_calling_shell() {
+    let emulator = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let trap = Trap::start().await;
+    let service_file = hostile_service_file(&emulator, trap.port);
+    let mut vars = common::vars(
+        &emulator,
+        &[
+            ("PGAUTH_METHOD", "azure"),
+            ("PGSERVICEFILE", service_file.as_str()),
+            ("PGSERVICE", "pgauth_hostile"),
+        ],
+    );
+    vars.push(("PGAUTH_BIN".into(), PGAUTH.into()));
+    let shell = exec(
+        "sh",
+        &[
+            "-c",
+            "eval \"$(\"$PGAUTH_BIN\" -q env)\" && psql -X -At -c 'select current_user'",
+        ],
+        &vars,
+        "",
+    )
+    .await;
+    assert_eq!(shell.code, 0, "{}", shell.err);
+    assert_eq!(shell.out, format!("{}\n", emulator.azure_role()));
+    assert_eq!(
+        trap.connections().await,
+        [],
+        "the token went to the service's host"
+    );
+}

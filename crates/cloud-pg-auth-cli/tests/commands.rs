@@ -314,7 +314,8 @@ async fn doctor_stops_at_the_step_that_is_wrong() {
             "token",
             "AZURE_CLIENT_ID",
         ),
-        // Wrong audience: a scope for Azure SQL Database instead of PostgreSQL.
+        // Wrong audience: a scope for Azure SQL Database instead of PostgreSQL. The settings
+        // refuse it now (such a token would go to the server as a password).
         (
             &[
                 AZURE,
@@ -323,7 +324,7 @@ async fn doctor_stops_at_the_step_that_is_wrong() {
                     "https://database.windows.net/.default",
                 ),
             ],
-            "audience",
+            "settings",
             "unset PGAUTH_AZURE_SCOPE",
         ),
         // A role mapped to another identity.
@@ -620,4 +621,254 @@ async fn certificate_names_are_read_from_der() {
         ["db.example.internal", "localhost", "127.0.0.1", "::1"]
     );
     assert!(names.not_after.is_some());
+}
+
+/// The environment changes `pgauth psql` makes for psql: `Some` sets, `None` removes.
+async fn psql_env_changes(
+    emulator: &Emulator,
+    overrides: &[(&str, &str)],
+) -> Vec<(String, Option<String>)> {
+    let ran = pgauth(
+        &["-q", "psql", "--", "-c", "select 1"],
+        &env(emulator, overrides),
+    )
+    .await;
+    let Outcome::Exec(command) = ran.outcome else {
+        panic!("{overrides:?}: no psql to run: {}", ran.err);
+    };
+    command
+        .get_envs()
+        .map(|(k, v)| {
+            (
+                k.to_str().unwrap().to_string(),
+                v.map(|v| v.to_str().unwrap().to_string()),
+            )
+        })
+        .collect()
+}
+
+/// libpq variables a caller's shell may hold that the settings do not read.
+fn hostile_extras() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("PGSERVICE", "pgauth_hostile"),
+        ("PGSERVICEFILE", "/nonexistent/pg_service.conf"),
+        ("PGOPTIONS", "-c search_path=hijacked"),
+        ("PGSSLCERT", "/nonexistent/client.crt"),
+        ("PGREQUIRESSL", "0"),
+        ("PGTARGETSESSIONATTRS", "read-only"),
+    ]
+}
+
+#[tokio::test]
+async fn psql_removes_every_libpq_variable_it_does_not_set() {
+    let emulator = emulator().await;
+    let mut overrides = vec![AZURE];
+    overrides.extend(hostile_extras());
+    let changes = psql_env_changes(&emulator, &overrides).await;
+    let change = |name: &str| {
+        changes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    for name in cloud_pg_auth_cli::session::LIBPQ_ENV_VARS {
+        assert!(
+            change(name).is_some(),
+            "psql would inherit {name} from pgauth's environment: {changes:?}"
+        );
+    }
+    for (name, _) in hostile_extras() {
+        assert_eq!(change(name), Some(None), "{name} is not removed");
+    }
+    assert_eq!(
+        change("PGHOSTADDR"),
+        Some(None),
+        "PGHOSTADDR is not removed"
+    );
+    assert_eq!(change("PGSSLMODE"), Some(Some("verify-full".to_string())));
+    assert!(matches!(change("PGPASSWORD"), Some(Some(_))));
+}
+
+#[tokio::test]
+async fn env_unsets_every_libpq_variable_it_does_not_export() {
+    let emulator = emulator().await;
+    let mut overrides = vec![AZURE];
+    overrides.extend(hostile_extras());
+    let ran = pgauth(&["-q", "env"], &env(&emulator, &overrides)).await;
+    assert_eq!(ran.code(), Some(0), "{}", ran.err);
+    let unset: Vec<&str> = ran
+        .out
+        .lines()
+        .filter_map(|l| l.strip_prefix("unset "))
+        .collect();
+    let exported: Vec<String> = parse_exports(&ran.out)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for name in cloud_pg_auth_cli::session::LIBPQ_ENV_VARS {
+        let is_unset = unset.contains(name);
+        let is_exported = exported.iter().any(|e| e == name);
+        assert!(
+            is_unset != is_exported,
+            "{name}: unset {is_unset}, exported {is_exported}\n{}",
+            ran.out
+        );
+    }
+    for name in ["PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR", "PGOPTIONS"] {
+        assert!(unset.contains(&name), "no unset {name} in\n{}", ran.out);
+    }
+    // Every line is one a shell evaluates.
+    for line in ran.out.lines() {
+        assert!(
+            line.starts_with("unset PG") || line.starts_with("export PG"),
+            "{line:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn psql_and_env_pass_hostaddr_on_as_pghostaddr() {
+    let emulator = emulator().await;
+    // The certificate's name in PGHOST, the address to dial in PGHOSTADDR.
+    let overrides = [AZURE, ("PGHOST", "localhost"), ("PGHOSTADDR", "127.0.0.1")];
+    let changes = psql_env_changes(&emulator, &overrides).await;
+    let change = |name: &str| {
+        changes
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    assert_eq!(change("PGHOST").as_deref(), Some("localhost"));
+    assert_eq!(change("PGHOSTADDR").as_deref(), Some("127.0.0.1"));
+    assert_eq!(change("PGSSLMODE").as_deref(), Some("verify-full"));
+
+    let ran = pgauth(&["-q", "env"], &env(&emulator, &overrides)).await;
+    assert_eq!(ran.code(), Some(0), "{}", ran.err);
+    let exports = parse_exports(&ran.out);
+    assert!(
+        exports.contains(&("PGHOSTADDR".to_string(), "127.0.0.1".to_string())),
+        "{}",
+        ran.out
+    );
+    assert!(!ran.out.contains("unset PGHOSTADDR"), "{}", ran.out);
+}
+
+#[tokio::test]
+async fn doctor_hint_for_a_name_mismatch_names_hostaddr_not_verify_ca() {
+    let emulator = emulator().await;
+    let ca = TestCa::generate();
+    let (cert_pem, key_pem) = ca.try_issue(&["db.example.internal"]).unwrap();
+    let server = PostgresServer::start(ServerOptions {
+        tcp: Some(TcpTls { cert_pem, key_pem }),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let ca_file = emulator.dir().join("other-ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let port = server.port().to_string();
+    let ca_file = ca_file.display().to_string();
+    let base = [AZURE, ("PGPORT", &port), ("PGSSLROOTCERT", &ca_file)];
+    let report = check_doctor(&env(&emulator, &base), Some("tls"), "PGHOSTADDR").await;
+    let tls = step(&report, "tls");
+    let fix = tls["fix"].as_str().unwrap();
+    assert!(
+        !fix.contains("verify-ca"),
+        "the fix recommends verify-ca: {fix}"
+    );
+    assert!(fix.contains("keep that name in PGHOST"), "{fix}");
+    let details = tls["details"].to_string();
+    assert!(
+        details.contains("verify-ca checks only the chain"),
+        "{details}"
+    );
+
+    // Following the hint: the name in PGHOST, the address in PGHOSTADDR. The TLS step now
+    // passes with verify-full (the login fails: that server knows no token).
+    let followed = [
+        AZURE,
+        ("PGHOST", "db.example.internal"),
+        ("PGHOSTADDR", "127.0.0.1"),
+        ("PGPORT", &port),
+        ("PGSSLROOTCERT", &ca_file),
+    ];
+    let report = check_doctor(&env(&emulator, &followed), Some("login"), "").await;
+    let tls = step(&report, "tls");
+    assert_eq!(tls["status"], "ok", "{tls:#}");
+    assert!(
+        tls["summary"]
+            .as_str()
+            .unwrap()
+            .contains("chain and host name (verify-full)"),
+        "{tls:#}"
+    );
+}
+
+#[tokio::test]
+async fn doctor_reads_a_bounded_number_of_role_memberships() {
+    let emulator = emulator().await;
+    let extra = cloud_pg_auth_cli::doctor::MAX_ROLES + 10;
+    emulator
+        .postgres()
+        .execute_admin(&format!(
+            "DO $$ BEGIN FOR i IN 1..{extra} LOOP \
+             EXECUTE format('CREATE ROLE %I', 'pgauth_group_' || i); \
+             EXECUTE format('GRANT %I TO %I', 'pgauth_group_' || i, '{}'); \
+             END LOOP; END $$",
+            emulator.azure_role()
+        ))
+        .await
+        .unwrap();
+    let report = check_doctor(&env(&emulator, &[AZURE]), None, "").await;
+    let roles = step(&report, "roles");
+    let listed = roles["data"]["member_of"].as_array().unwrap();
+    assert_eq!(
+        listed.len() as i64,
+        cloud_pg_auth_cli::doctor::MAX_ROLES,
+        "{roles:#}"
+    );
+    let total = roles["data"]["member_of_count"].as_i64().unwrap();
+    assert!(total >= extra, "{roles:#}");
+    let more = format!(
+        " and {} more;",
+        total - cloud_pg_auth_cli::doctor::MAX_ROLES
+    );
+    assert!(
+        roles["summary"].as_str().unwrap().contains(&more),
+        "{roles:#}"
+    );
+}
+
+#[tokio::test]
+async fn token_and_doctor_print_endpoint_urls_without_their_password() {
+    let emulator = emulator().await;
+    let secret = "hunter2-endpoint-password";
+    let endpoint = emulator
+        .identity_endpoint()
+        .replacen("://", &format!("://pgauth:{secret}@"), 1);
+    let overrides = [
+        AZURE,
+        MANAGED_IDENTITY,
+        ("IDENTITY_ENDPOINT", endpoint.as_str()),
+    ];
+    let env = env(&emulator, &overrides);
+    let token = pgauth(&["token"], &env).await;
+    let doctor = pgauth(&["doctor"], &env).await;
+    let json = pgauth(&["doctor", "--json"], &env).await;
+    for (what, ran) in [
+        ("token", &token),
+        ("doctor", &doctor),
+        ("doctor --json", &json),
+    ] {
+        let printed = format!("{}{}", ran.out, ran.err);
+        assert!(
+            !printed.contains(secret),
+            "{what} printed the password:\n{printed}"
+        );
+        // The URL itself is still shown, so the user can tell which endpoint it is.
+        assert!(
+            printed.contains("pgauth:***@127.0.0.1"),
+            "{what}:\n{printed}"
+        );
+    }
 }

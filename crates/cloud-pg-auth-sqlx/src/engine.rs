@@ -118,6 +118,7 @@ impl PooledEngine {
         if self.is_disposed() {
             return Err(Error::Disposed);
         }
+        inner.target.ensure_relay()?;
         inner.ensure_fresh().await?;
         let used = inner.installed_secret();
         let _waiting = Waiting::new(&inner.waiting);
@@ -174,7 +175,8 @@ impl PooledEngine {
     }
 
     /// Stops the task that installs tokens, removes the token from the pool's options, closes
-    /// the pool and drops the credential. Later checkouts fail with [`Error::Disposed`].
+    /// the pool, stops the relay (removing its socket directory) and drops the credential.
+    /// Later checkouts fail with [`Error::Disposed`].
     ///
     /// Like sqlx's `Pool::close`, this waits until checked-out connections come back: drop
     /// them first. Idempotent.
@@ -192,6 +194,7 @@ impl PooledEngine {
             *inner.installed.lock().unwrap() = None;
         }
         inner.pool.close().await;
+        inner.target.stop_relay().await;
         inner.auth.dispose().await;
     }
 
@@ -220,6 +223,11 @@ impl PooledEngine {
     #[cfg(test)]
     pub(crate) async fn make_fresh(&self) -> Result<(), Error> {
         self.inner.ensure_fresh().await
+    }
+
+    #[cfg(test)]
+    pub(crate) fn target(&self) -> &Target {
+        &self.inner.target
     }
 }
 
@@ -472,6 +480,7 @@ impl PooledEngineBuilder {
     pub async fn build(self) -> Result<PooledEngine, Error> {
         let settings = custom_source_settings(self.settings, self.token_source.is_some());
         let target = Target::from_settings(&settings)?;
+        target.ensure_relay()?;
         let clock = Arc::clone(&self.auth_options.clock);
         let auth = Auth::build(&settings, self.token_source, self.auth_options).await?;
         let mut options = PoolBuilder::new()

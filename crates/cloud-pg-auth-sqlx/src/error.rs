@@ -27,6 +27,18 @@ pub enum Error {
         #[source]
         cause: Option<Box<Error>>,
     },
+    /// The engine's local relay could not be started: sqlx connects, without TLS, to a
+    /// private socket of the engine, which does TLS itself (see the crate documentation).
+    #[error(
+        "cannot start the engine's local relay at {place}; set TMPDIR to a short directory this user can write"
+    )]
+    Relay {
+        /// The socket path or directory.
+        place: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The engine was disposed.
     #[error("the engine was disposed; create a new one")]
     Disposed,

@@ -4,6 +4,7 @@
 mod engine;
 mod error;
 mod migration;
+mod relay;
 mod target;
 #[cfg(test)]
 mod tests;

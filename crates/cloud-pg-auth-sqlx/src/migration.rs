@@ -59,6 +59,9 @@ impl MigrationEngine {
         let mut retried = false;
         loop {
             let token = self.auth.token().await?;
+            // Again on each connect: the engine may be used on another runtime than the one
+            // that built it.
+            self.target.ensure_relay()?;
             let options = self.target.options_for(&token)?;
             match PgConnection::connect_with(&options).await {
                 Ok(connection) => {
@@ -110,9 +113,16 @@ impl MigrationEngine {
         &self.auth
     }
 
-    /// Drops the credential. Later connects fail with [`Error::Disposed`]. Idempotent.
+    /// Stops the relay (removing its socket directory) and drops the credential. Later
+    /// connects fail with [`Error::Disposed`]. Idempotent.
     pub async fn dispose(&self) {
+        self.target.stop_relay().await;
         self.auth.dispose().await;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
     }
 }
 
@@ -183,6 +193,7 @@ impl MigrationEngineBuilder {
     pub async fn build(self) -> Result<MigrationEngine, Error> {
         let settings = custom_source_settings(self.settings, self.token_source.is_some());
         let target = Target::from_settings(&settings)?;
+        target.ensure_relay()?;
         // A refresher would live on the runtime that builds the engine, which is often a
         // throwaway one; each connect fetches a token when needed instead.
         let options = self.auth_options.background_refresh(false);

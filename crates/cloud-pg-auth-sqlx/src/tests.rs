@@ -1,4 +1,4 @@
-//! Without a server: TLS mapping, defaults, token installation on a controllable clock,
+//! Without a server: TLS decisions, the relay's socket and lifetime, defaults, token installation on a controllable clock,
 //! secrets kept out of Debug and errors, dispose and drop.
 
 use std::sync::Arc;
@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use cloud_pg_auth::clock::ManualClock;
 use cloud_pg_auth::testing::{FakeSource, eventually, offline_password_settings};
+use cloud_pg_auth::tls::CertCheck;
 use cloud_pg_auth::{AuthOptions, Env, Settings, SslMode, TokenErrorKind, chain_text};
+use cloud_pg_auth_testkit::tls::TestCa;
 use sqlx::postgres::PgSslMode;
 
+use crate::relay::error_response;
 use crate::target::Target;
 use crate::{
     DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, Error, MigrationEngine,
@@ -56,6 +59,15 @@ fn installed(engine: &PooledEngine) -> Option<String> {
     engine.installed_secret().map(|s| s.expose().to_string())
 }
 
+/// A CA file for settings that need one (the policy loads it).
+fn ca_file() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), TestCa::generate().cert_pem()).unwrap();
+    file
+}
+
+/// The TLS decision is the core's `TlsPolicy`, the same as for the other adapters; sqlx
+/// itself is always told `disable` and connects to the engine's relay, which does TLS.
 #[test]
 fn tls_modes_never_send_a_token_unverified() {
     const RDS: (&str, &str) = ("PGHOST", "db.abc123.eu-west-1.rds.amazonaws.com");
@@ -72,59 +84,72 @@ fn tls_modes_never_send_a_token_unverified() {
         ("PGUSER", "app"),
         ("PGPASSWORD", "pw"),
     ];
-    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"); // any readable file
+    let ca = ca_file();
+    let ca = ca.path().to_str().unwrap();
     type Vars<'a> = &'a [(&'a str, &'a str)];
-    let cases: &[(Vars<'_>, Vars<'_>, PgSslMode)] = &[
-        (&aws, &[RDS], PgSslMode::VerifyFull),
+    let cases: &[(Vars<'_>, Vars<'_>, Result<CertCheck, &str>)] = &[
+        (&aws, &[RDS], Ok(CertCheck::Full)),
+        (&aws, &[RDS, ("PGSSLMODE", "require")], Ok(CertCheck::Full)),
+        // Chain only against the public roots would pass anyone with a public certificate.
+        (&aws, &[RDS, ("PGSSLMODE", "verify-ca")], Err("PGSSLMODE")),
         (
             &aws,
-            &[RDS, ("PGSSLMODE", "require")],
-            PgSslMode::VerifyFull,
-        ),
-        (
-            &aws,
-            &[RDS, ("PGSSLMODE", "verify-ca")],
-            PgSslMode::VerifyCa,
+            &[RDS, ("PGSSLMODE", "verify-ca"), ("PGSSLROOTCERT", ca)],
+            Ok(CertCheck::ChainOnly),
         ),
         (
             &aws,
             &[RDS, ("PGSSLMODE", "verify-full")],
-            PgSslMode::VerifyFull,
+            Ok(CertCheck::Full),
         ),
         (
             &loopback_aws,
             &[("PGSSLMODE", "require")],
-            PgSslMode::Require,
+            Ok(CertCheck::None),
         ),
         (
             &loopback_aws,
             &[("PGSSLMODE", "disable")],
-            PgSslMode::Disable,
+            Ok(CertCheck::None),
         ),
-        (&loopback_aws, &[], PgSslMode::VerifyFull),
-        (&password, &[], PgSslMode::Prefer),
-        (&password, &[("PGSSLMODE", "require")], PgSslMode::Require),
+        (&loopback_aws, &[], Ok(CertCheck::Full)),
+        (&password, &[], Ok(CertCheck::None)),
+        (&password, &[("PGSSLMODE", "require")], Ok(CertCheck::None)),
         (
             &password,
             &[("PGSSLMODE", "require"), ("PGSSLROOTCERT", ca)],
-            PgSslMode::VerifyCa,
+            Ok(CertCheck::ChainOnly),
         ),
-        (&password, &[("PGSSLMODE", "disable")], PgSslMode::Disable),
+        (&password, &[("PGSSLMODE", "disable")], Ok(CertCheck::None)),
         (
             &password,
             &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", ca)],
-            PgSslMode::VerifyFull,
+            Ok(CertCheck::Full),
         ),
     ];
     for (base, extra, expected) in cases {
         let pairs: Vec<_> = base.iter().chain(extra.iter()).copied().collect();
-        let settings = Settings::from_env_vars(&env(&pairs)).unwrap();
-        let target = Target::from_settings(&settings).unwrap();
-        assert_eq!(
-            format!("{:?}", target.ssl_mode()),
-            format!("{expected:?}"),
-            "{pairs:?}"
-        );
+        let target = Settings::from_env_vars(&env(&pairs))
+            .map_err(Error::from)
+            .and_then(|settings| Target::from_settings(&settings));
+        match (target, expected) {
+            (Ok(target), Ok(check)) => {
+                assert_eq!(
+                    target.relay().unwrap().policy().check(),
+                    *check,
+                    "{pairs:?}"
+                );
+                let options = target.base_options();
+                assert!(
+                    matches!(options.get_ssl_mode(), PgSslMode::Disable),
+                    "{pairs:?}"
+                );
+            }
+            (Err(error), Err(setting)) => {
+                assert!(chain_text(&error).contains(setting), "{pairs:?}: {error}");
+            }
+            (target, expected) => panic!("{pairs:?}: {target:?}, expected {expected:?}"),
+        }
     }
     // Settings built in code skip `from_env_vars`; the adapter still refuses.
     let mut settings =
@@ -132,6 +157,111 @@ fn tls_modes_never_send_a_token_unverified() {
     settings.ssl_mode = Some(SslMode::Disable);
     let error = Target::from_settings(&settings).unwrap_err();
     assert!(chain_text(&error).contains("PGSSLMODE"), "{error}");
+}
+
+/// sqlx adds its `ssl_root_cert` to the public roots it always trusts: the engine never gives
+/// it one, nor lets it do TLS. It connects to the relay's socket in the engine's private
+/// directory instead, where the core's policy (the root file alone) applies.
+#[cfg(unix)]
+#[test]
+fn sqlx_never_gets_the_root_file_and_connects_to_the_relay() {
+    let ca = ca_file();
+    let root = ca.path().to_str().unwrap();
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let settings = Settings::from_env_vars(&env(&[
+            ("PGHOST", "db.internal"),
+            ("PGPORT", "6432"),
+            ("PGUSER", "app"),
+            ("PGPASSWORD", "pw"),
+            ("PGSSLMODE", mode),
+            ("PGSSLROOTCERT", root),
+        ]))
+        .unwrap();
+        let target = Target::from_settings(&settings).unwrap();
+        let options = target.base_options();
+        assert!(
+            matches!(options.get_ssl_mode(), PgSslMode::Disable),
+            "{mode}"
+        );
+        assert!(
+            !format!("{options:?}").contains(root),
+            "{mode}: {options:?}"
+        );
+        let dir = target.relay().unwrap().dir().unwrap();
+        assert_eq!(options.get_socket(), Some(&dir), "{mode}");
+        assert_eq!(options.get_port(), 6432, "{mode}");
+        assert!(dir.join(".s.PGSQL.6432").exists(), "{mode}");
+    }
+}
+
+/// PostgreSQL does no TLS over a Unix socket: a socket directory as the host is used as is.
+#[test]
+fn a_socket_directory_host_bypasses_the_relay() {
+    let settings = offline_password_settings(PASSWORD).host("/var/run/postgresql");
+    let target = Target::from_settings(&settings).unwrap();
+    assert!(target.relay().is_none());
+    let options = target.base_options();
+    assert_eq!(
+        options.get_socket().map(|p| p.to_str().unwrap()),
+        Some("/var/run/postgresql")
+    );
+    assert!(matches!(options.get_ssl_mode(), PgSslMode::Disable));
+}
+
+/// The relay's socket directory is this user's alone and goes away with the engine; the
+/// relay's task ends with `dispose()` or the engine's drop.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_relay_directory_is_private_and_removed_and_its_task_ends_with_the_engine() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (clock, source) = fake();
+    let engine = engine_with(&clock, &source, false).await;
+    let relay = engine.target().relay().unwrap();
+    let dir = relay.dir().unwrap();
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    let probe = relay.probe();
+    assert!(!probe.ended(), "the relay runs");
+    engine.dispose().await;
+    assert!(!dir.exists(), "removed by dispose");
+    assert!(probe.ended(), "dispose waits for the relay's task");
+    assert!(matches!(engine.get().await, Err(Error::Disposed)));
+
+    let engine = engine_with(&clock, &source, false).await;
+    let dir = engine.target().relay().unwrap().dir().unwrap();
+    let probe = engine.target().relay().unwrap().probe();
+    drop(engine);
+    assert!(!dir.exists(), "removed by the drop");
+    eventually(|| probe.ended()).await;
+
+    let migrations = MigrationEngine::builder(settings())
+        .token_source(source.clone())
+        .auth_options(on(&clock, false))
+        .build()
+        .await
+        .unwrap();
+    let relay = migrations.target().relay().unwrap();
+    let dir = relay.dir().unwrap();
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    let probe = relay.probe();
+    migrations.dispose().await;
+    assert!(!dir.exists());
+    assert!(probe.ended());
+}
+
+/// What sqlx receives when the relay cannot open the server connection: a FATAL
+/// ErrorResponse it reports as a database error.
+#[test]
+fn the_relay_answers_with_a_postgres_error_response() {
+    let bytes = error_response("08001", "no\0 way");
+    assert_eq!(bytes[0], b'E');
+    let length = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
+    assert_eq!(length, bytes.len() - 1);
+    assert_eq!(
+        &bytes[5..],
+        b"SFATAL\0VFATAL\0C08001\0Mno way\0\0".as_slice()
+    );
 }
 
 #[tokio::test]

@@ -1,15 +1,21 @@
 //! Through the local emulator (a real PostgreSQL behind a token-checking front), with the
 //! password method, over TLS checked as verify-full against the emulator's CA.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cloud_pg_auth::testing::{on_throwaway_runtime, password_settings_from};
-use cloud_pg_auth::{AccessToken, CallbackSource, Settings, chain_text};
+use cloud_pg_auth::{AccessToken, CallbackSource, RootCerts, Settings, SslMode, chain_text};
 use cloud_pg_auth_sqlx::sqlx::migrate::Migrator;
 use cloud_pg_auth_sqlx::{Error, MigrationEngine, PooledEngine};
+use cloud_pg_auth_testkit::tls::TestCa;
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
+
+/// A name only the emulator's certificate knows: it resolves nowhere, so only `hostaddr`
+/// reaches the server.
+const SERVER_NAME: &str = "db.pgauth.test";
 
 async fn emulator() -> Emulator {
     Emulator::start(EmulatorOptions::default())
@@ -195,6 +201,117 @@ async fn an_untrusted_certificate_is_refused_with_a_hint() {
     let text = chain_text(&error);
     assert!(text.contains("PGSSLROOTCERT"), "{text}");
     engine.dispose().await;
+    emulator.stop().await.unwrap();
+}
+
+/// The error of a login that failed on the server's certificate: the core's own, typed (a
+/// rustls certificate error in its chain), not a sqlx TLS error matched by its text.
+fn assert_certificate_error(error: &Error, what: &str) {
+    let text = chain_text(error);
+    assert!(
+        matches!(error, Error::Auth(cloud_pg_auth::Error::Connect { source, .. }) if source.downcast_ref::<sqlx::Error>().is_none()),
+        "{what}: {error:?}"
+    );
+    assert!(
+        cloud_pg_auth::tls::certificate_hint(error).is_some(),
+        "{what}: {text}"
+    );
+    assert!(text.contains("PGSSLROOTCERT"), "{what}: {text}");
+}
+
+/// libpq's meaning of a root file: it replaces the public roots (sqlx's own TLS would add
+/// it to them). A file with an unrelated CA is refused, for pooled and migration engines and
+/// for verify-ca as for verify-full; the emulator's own CA file is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_file_replaces_the_public_roots() {
+    let emulator = emulator().await;
+    let unrelated = emulator.dir().join("unrelated-ca.pem");
+    std::fs::write(&unrelated, TestCa::generate().cert_pem()).unwrap();
+    for mode in [SslMode::VerifyFull, SslMode::VerifyCa] {
+        let settings = settings(&emulator)
+            .ssl_mode(mode)
+            .root_certs(RootCerts::File(unrelated.clone()));
+        let engine = PooledEngine::from_settings(settings.clone()).await.unwrap();
+        let error = engine.get().await.err().unwrap();
+        assert_certificate_error(&error, &format!("pooled, {mode:?}"));
+        assert_eq!(engine.status().connections_opened, 0);
+        engine.dispose().await;
+        let migrations = MigrationEngine::from_settings(settings).await.unwrap();
+        let error = migrations.connect().await.err().unwrap();
+        assert_certificate_error(&error, &format!("migration, {mode:?}"));
+        migrations.dispose().await;
+
+        let trusted = settings_with(&emulator, emulator.password(), &[]).ssl_mode(mode);
+        let engine = PooledEngine::from_settings(trusted).await.unwrap();
+        assert_eq!(
+            current_user(&engine).await.unwrap(),
+            emulator.password_role(),
+            "{mode:?}"
+        );
+        engine.dispose().await;
+    }
+    emulator.stop().await.unwrap();
+}
+
+/// libpq's `hostaddr`: the engine dials 127.0.0.1 while the certificate is verified against
+/// the name in PGHOST, which resolves nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostaddr_dials_the_address_and_verifies_the_host_name() {
+    let emulator = Emulator::start(EmulatorOptions {
+        extra_server_names: vec![SERVER_NAME.into()],
+        ..EmulatorOptions::default()
+    })
+    .await
+    .expect("the emulator starts");
+    let settings = settings(&emulator)
+        .host(SERVER_NAME)
+        .hostaddr(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(settings.effective_ssl_mode().unwrap(), SslMode::VerifyFull);
+    let engine = PooledEngine::from_settings(settings.clone()).await.unwrap();
+    assert_eq!(
+        current_user(&engine).await.unwrap(),
+        emulator.password_role()
+    );
+    engine.dispose().await;
+    let migrations = MigrationEngine::from_settings(settings).await.unwrap();
+    drop(migrations.connect().await.unwrap());
+    migrations.dispose().await;
+
+    // The name is still what is verified: one the certificate lacks is refused.
+    let settings = settings_with(&emulator, emulator.password(), &[])
+        .host("other.pgauth.test")
+        .hostaddr(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let engine = PooledEngine::from_settings(settings).await.unwrap();
+    let error = engine.get().await.err().unwrap();
+    let text = chain_text(&error);
+    assert!(
+        cloud_pg_auth::tls::certificate_hint(&error).is_some() && text.contains("PGHOSTADDR"),
+        "{text}"
+    );
+    engine.dispose().await;
+    emulator.stop().await.unwrap();
+}
+
+/// The relay's accept task lives on a runtime: a migration engine built on a runtime that is
+/// gone by the time it connects starts its relay again on the current one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_engine_built_on_a_dropped_runtime_still_connects() {
+    let emulator = emulator().await;
+    let settings = settings(&emulator);
+    let migrations = on_throwaway_runtime(false, move || async move {
+        let migrations = MigrationEngine::from_settings(settings).await.unwrap();
+        drop(migrations.connect().await.unwrap());
+        migrations
+    });
+    let mut connection = migrations.connect().await.unwrap();
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(user, emulator.password_role());
+    drop(connection);
+    assert_eq!(migrations.status().connections_opened, 2);
+    migrations.dispose().await;
     emulator.stop().await.unwrap();
 }
 

@@ -45,6 +45,9 @@ pub struct EmulatorOptions {
     /// Extra hosts accepted as the signed host of RDS IAM tokens, besides
     /// `localhost:<port>` and `127.0.0.1:<port>`: `host:port`, or `host` for the front's port.
     pub extra_aws_signing_hosts: Vec<String>,
+    /// Extra DNS names in the front's certificate, besides `localhost` and `127.0.0.1`: a
+    /// cloud-looking name reached through `hostaddr=127.0.0.1` keeps `verify-full`.
+    pub extra_server_names: Vec<String>,
     /// Region of the emulated RDS instance (default `us-east-1`).
     pub aws_region: String,
     /// Faults in force from the start.
@@ -66,6 +69,7 @@ impl Default for EmulatorOptions {
             token_lifetime: Duration::from_secs(3600),
             token_leeway: Duration::ZERO,
             extra_aws_signing_hosts: Vec::new(),
+            extra_server_names: Vec::new(),
             aws_region: "us-east-1".into(),
             faults: Faults::default(),
             pg_port: None,
@@ -572,7 +576,9 @@ impl Emulator {
         tracing::debug!("roles created after {:?}", started.elapsed());
 
         let ca = TestCa::generate();
-        let (cert_pem, key_pem) = ca.try_issue(&["localhost", "127.0.0.1"])?;
+        let mut names = vec!["localhost", "127.0.0.1"];
+        names.extend(opts.extra_server_names.iter().map(String::as_str));
+        let (cert_pem, key_pem) = ca.try_issue(&names)?;
         let pg_tls = TlsAcceptor::from(tls::server_config(&cert_pem, &key_pem, &[b"postgresql"])?);
         let https = TlsAcceptor::from(tls::server_config(&cert_pem, &key_pem, &[b"http/1.1"])?);
 

@@ -1,7 +1,7 @@
 //! An engine's own credential: a token source behind a cache, with its background refresher.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::cache::{CacheOptions, RefreshTask, TokenCache};
 use crate::clock::{Clock, SystemClock};
@@ -184,11 +184,7 @@ impl Auth {
     pub fn status(&self) -> AuthStatus {
         match self.cache() {
             Ok(cache) => cache.status(),
-            Err(_) => self
-                .inner
-                .final_status
-                .lock()
-                .unwrap()
+            Err(_) => lock(&self.inner.final_status)
                 .clone()
                 .unwrap_or_else(|| TokenCache::new(Arc::new(StaticPassword::new(""))).status()),
         }
@@ -203,13 +199,13 @@ impl Auth {
     /// Stops the refresher (waiting until it has ended) and drops the cache and source.
     /// Idempotent.
     pub async fn dispose(&self) {
-        let refresher = self.inner.refresher.lock().unwrap().take();
+        let refresher = lock(&self.inner.refresher).take();
         if let Some(task) = refresher {
             task.stop().await;
         }
-        let cache = self.inner.cache.lock().unwrap().take();
+        let cache = lock(&self.inner.cache).take();
         if let Some(cache) = cache {
-            *self.inner.final_status.lock().unwrap() = Some(cache.status());
+            *lock(&self.inner.final_status) = Some(cache.status());
             tracing::debug!(source = %self.inner.info.label(), "credential disposed");
         }
     }
@@ -219,34 +215,32 @@ impl Auth {
     /// [`Auth::dispose`] cannot be awaited and clones of the `Auth` may live on. Idempotent.
     pub fn stop_refresher(&self) {
         // Dropping the handle aborts the task.
-        drop(self.inner.refresher.lock().unwrap().take());
+        drop(lock(&self.inner.refresher).take());
     }
 
     /// Whether [`Auth::dispose`] ran.
     #[must_use]
     pub fn is_disposed(&self) -> bool {
-        self.inner.cache.lock().unwrap().is_none()
+        lock(&self.inner.cache).is_none()
     }
 
     /// Whether the background refresher is running.
     #[must_use]
     pub fn refresher_running(&self) -> bool {
-        self.inner
-            .refresher
-            .lock()
-            .unwrap()
+        lock(&self.inner.refresher)
             .as_ref()
             .is_some_and(|t| !t.is_finished())
     }
 
     fn cache(&self) -> Result<TokenCache, Error> {
-        self.inner
-            .cache
-            .lock()
-            .unwrap()
-            .clone()
-            .ok_or(Error::Disposed)
+        lock(&self.inner.cache).clone().ok_or(Error::Disposed)
     }
+}
+
+/// A panic elsewhere while a lock was held must not fail every later call: each guarded
+/// value is replaced whole, so it is never left half-updated.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl fmt::Debug for Auth {
@@ -324,7 +318,7 @@ mod tests {
 
     use super::*;
     use crate::TokenErrorKind;
-    use crate::testing::{FakeSource, offline_password_settings, offline_settings};
+    use crate::testing::{FakeSource, eventually, offline_password_settings, offline_settings};
 
     #[tokio::test]
     async fn stop_refresher_keeps_the_credential_usable() {
@@ -411,5 +405,44 @@ mod tests {
         assert_eq!(auth.status().method, "password");
         assert_eq!(auth.token().await.unwrap().secret().expose(), "pw");
         auth.dispose().await;
+    }
+
+    #[test]
+    fn a_refresher_lost_with_its_runtime_no_longer_defers_refreshes() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let (clock, source) = FakeSource::with_manual_clock(Some(Duration::from_secs(3600)));
+        // The refresher's first fetch is still in flight when its runtime shuts down.
+        source.set_delay(Duration::from_secs(3600));
+        let first = runtime();
+        let auth = first.block_on(async {
+            let options = AuthOptions::default().clock(Arc::new(clock.clone()));
+            let auth = Auth::new(source.clone(), options);
+            eventually(|| source.calls() == 1).await;
+            auth
+        });
+        assert!(auth.status().background_refresh);
+        drop(first);
+        assert!(
+            !auth.status().background_refresh,
+            "the refresher ended with its runtime"
+        );
+        assert!(!auth.refresher_running());
+
+        source.set_delay(Duration::ZERO);
+        runtime().block_on(async {
+            // The fetch lost with the first runtime is not waited for: a new one starts.
+            let token = auth.token().await.unwrap();
+            assert_eq!(token.secret().expose(), "fake-token-2");
+            // Due for refresh and still valid: with no refresher left, the caller refreshes.
+            clock.advance(Duration::from_secs(3300));
+            let token = auth.token().await.unwrap();
+            assert_eq!(token.secret().expose(), "fake-token-3");
+            assert_eq!(source.calls(), 3);
+        });
     }
 }

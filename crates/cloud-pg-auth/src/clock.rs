@@ -1,7 +1,7 @@
 //! Wall-clock time, injectable so tests can move it.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
@@ -64,13 +64,28 @@ impl ManualClock {
     }
 
     /// Moves the clock forward and wakes sleepers whose deadline has passed.
+    ///
+    /// # Panics
+    /// When the clock would move past the last instant `SystemTime` can hold.
     pub fn advance(&self, by: Duration) {
         let now = {
-            let mut now = self.inner.now.lock().unwrap();
-            *now += by;
-            *now
+            let mut now = self.lock();
+            let Some(later) = now.checked_add(by) else {
+                drop(now);
+                panic!("ManualClock::advance({by:?}) moves past the last representable instant");
+            };
+            *now = later;
+            later
         };
         self.inner.tick.send_replace(now);
+    }
+
+    /// A test that panicked holding the lock must not fail every later use of the clock.
+    fn lock(&self) -> MutexGuard<'_, SystemTime> {
+        self.inner
+            .now
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -84,11 +99,14 @@ impl fmt::Debug for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
-        *self.inner.now.lock().unwrap()
+        *self.lock()
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        let deadline = self.now() + duration;
+        // A deadline past the last representable instant is never reached.
+        let Some(deadline) = self.now().checked_add(duration) else {
+            return Box::pin(std::future::pending());
+        };
         let mut rx = self.inner.tick.subscribe();
         Box::pin(async move {
             // Resolves when the clock reaches the deadline; never if the clock is dropped.
@@ -114,5 +132,16 @@ mod tests {
         clock.advance(Duration::from_secs(5));
         sleeper.await.unwrap();
         assert_eq!(clock.now(), start + Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_sleep_past_the_last_instant_never_wakes_and_does_not_panic() {
+        let clock = ManualClock::at_epoch_2026();
+        let sleeper = tokio::spawn(clock.sleep(Duration::MAX));
+        clock.advance(Duration::from_secs(365 * 86_400));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished());
+        sleeper.abort();
+        assert!(sleeper.await.unwrap_err().is_cancelled());
     }
 }

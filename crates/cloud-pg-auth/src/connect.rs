@@ -14,10 +14,11 @@ use tokio_postgres::{Client, Config, NoTls, Socket};
 use crate::AccessToken;
 use crate::auth::Auth;
 use crate::error::Error;
+use crate::net::Endpoint;
 use crate::settings::{Settings, SslMode};
 use crate::source::TokenSource;
 use crate::status::AuthStatus;
-use crate::tls::{MakeRustls, TlsPolicy};
+use crate::tls::{CertCheck, MakeRustls, TlsPolicy};
 
 /// Opens tokio-postgres connections for one server with tokens from one [`Auth`].
 ///
@@ -32,6 +33,10 @@ pub struct PgConnector {
 
 struct Inner {
     config: Config,
+    endpoint: Endpoint,
+    /// Resolve and check the dialled addresses before each login (a token without a
+    /// verified certificate may go only to a loopback address).
+    check_dialled: bool,
     user: Option<String>,
     target: String,
     tls: Option<MakeRustls>,
@@ -56,9 +61,14 @@ impl PgConnector {
     pub fn new(settings: &Settings, auth: Auth) -> Result<Self, Error> {
         settings.validate()?;
         let policy = TlsPolicy::from_settings(settings)?;
+        let endpoint = Endpoint::from_settings(settings)?;
         let host = settings.host.clone().unwrap_or_default();
         let mut config = Config::new();
         config.host(&host).port(settings.port);
+        if let Some(addr) = settings.hostaddr {
+            // Dial the address, verify the certificate against `host` (libpq's hostaddr).
+            config.hostaddr(addr);
+        }
         if let Some(db) = &settings.dbname {
             config.dbname(db);
         }
@@ -75,13 +85,18 @@ impl PgConnector {
         });
         let tls = policy.client_config().cloned().map(MakeRustls::new);
         let target = format!(
-            "{host}:{} as {}",
-            settings.port,
+            "{} as {}",
+            endpoint.label(),
             settings.user.as_deref().unwrap_or("<user from token>")
         );
+        let check_dialled = settings.resolved_method()?.is_token()
+            && policy.check() == CertCheck::None
+            && endpoint.unix_socket_dir().is_none();
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                endpoint,
+                check_dialled,
                 user: settings.user.clone(),
                 target,
                 tls,
@@ -134,6 +149,13 @@ impl PgConnector {
             let token = inner.auth.token().await?;
             let user = self.user_for(&token)?;
             let mut config = inner.config.clone();
+            if inner.check_dialled {
+                // Dial exactly the address that was checked, not a fresh resolution.
+                let addr = inner.endpoint.resolve().await?[0];
+                if inner.endpoint.hostaddr().is_none() {
+                    config.hostaddr(addr.ip());
+                }
+            }
             config.user(&user).password(token.secret().expose());
             match self.connect_once(&config).await {
                 Ok(pair) => {
@@ -193,29 +215,14 @@ impl PgConnector {
     }
 
     fn connect_error(&self, user: &str, error: tokio_postgres::Error, auth_failure: bool) -> Error {
-        let target = format!(
-            "{} as {user}",
-            self.inner.target.split(" as ").next().unwrap_or_default()
-        );
+        let target = format!("{} as {user}", self.inner.endpoint.label());
         let text = crate::chain_text(&error);
         let message = if auth_failure {
             format!(
-                "the server refused the credentials twice, the second time with a new token ({text}); check that the role {user:?} exists and is mapped to this identity (Azure: pgaadauth_create_principal; AWS: GRANT rds_iam), and see docs/troubleshooting.md"
+                "the server refused the credentials twice, also with the newest token available ({text}); check that the role {user:?} exists and is mapped to this identity (Azure: pgaadauth_create_principal; AWS: GRANT rds_iam), and see docs/troubleshooting.md"
             )
-        } else if let Some(cert) = certificate_error(&error) {
-            match cert {
-                rustls::CertificateError::NotValidForName
-                | rustls::CertificateError::NotValidForNameContext { .. } => format!(
-                    "the server's certificate does not name this host ({text}); connect by a name the certificate holds, or use sslmode=verify-ca"
-                ),
-                rustls::CertificateError::Expired
-                | rustls::CertificateError::ExpiredContext { .. } => format!(
-                    "the server's certificate has expired ({text}); check the server's certificate and this machine's clock"
-                ),
-                _ => format!(
-                    "the server's certificate is not trusted ({text}); set PGSSLROOTCERT to the CA bundle that signs it (for RDS, the global bundle from AWS)"
-                ),
-            }
+        } else if let Some(hint) = crate::tls::certificate_hint(&error) {
+            hint
         } else {
             text
         };
@@ -306,24 +313,6 @@ impl fmt::Debug for RawConnection {
             Self::Tls(_) => "RawConnection::Tls",
         })
     }
-}
-
-/// The rustls certificate error somewhere in the chain, if the TLS handshake failed on it.
-fn certificate_error(error: &tokio_postgres::Error) -> Option<rustls::CertificateError> {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(cause) = next {
-        let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
-            cause
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(rustls::Error::InvalidCertificate(cert)) = tls {
-            return Some(cert.clone());
-        }
-        next = cause.source();
-    }
-    None
 }
 
 fn spawn_connection<S, T>(connection: tokio_postgres::Connection<S, T>) -> JoinHandle<()>

@@ -12,6 +12,7 @@ pub mod env;
 mod error;
 #[cfg(feature = "tokio-postgres")]
 pub mod migrate;
+pub mod net;
 mod secret;
 pub mod settings;
 mod source;

@@ -154,8 +154,12 @@ pub enum RootCerts {
 /// [`Settings::validate`] fails fast with a message that names the setting to change.
 #[derive(Clone)]
 pub struct Settings {
-    /// Server host name or IP address (`PGHOST`).
+    /// Server host name or IP address (`PGHOST`): the name the certificate is verified
+    /// against and tokens are made for. A path is a Unix socket directory, as in libpq.
     pub host: Option<String>,
+    /// The address to dial instead of resolving `host` (`PGHOSTADDR`, libpq's `hostaddr`):
+    /// a private endpoint by IP, an SSH tunnel or a port-forward, with `verify-full` intact.
+    pub hostaddr: Option<IpAddr>,
     /// Server port (`PGPORT`), 5432 by default.
     pub port: u16,
     /// Database (`PGDATABASE`); the user name when unset, as in libpq.
@@ -197,6 +201,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             host: None,
+            hostaddr: None,
             port: 5432,
             dbname: None,
             user: None,
@@ -220,6 +225,7 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("host", &self.host)
+            .field("hostaddr", &self.hostaddr)
             .field("port", &self.port)
             .field("dbname", &self.dbname)
             .field("user", &self.user)
@@ -241,6 +247,7 @@ impl fmt::Debug for Settings {
 pub const ENV_VARS: &[&str] = &[
     "DATABASE_URL",
     "PGHOST",
+    "PGHOSTADDR",
     "PGPORT",
     "PGDATABASE",
     "PGUSER",
@@ -273,6 +280,9 @@ impl Settings {
             env: env.clone(),
             ..Self::default()
         };
+        if let Some(addr) = env.get("PGHOSTADDR") {
+            s.hostaddr = Some(parse_hostaddr("PGHOSTADDR", addr)?);
+        }
         if let Some(port) = env.get("PGPORT") {
             s.port = parse_port("PGPORT", port)?;
         }
@@ -303,8 +313,9 @@ impl Settings {
     }
 
     /// Parses a `postgres://` or `postgresql://` URL, then validates. Query parameters take
-    /// libpq's names (`sslmode`, `sslrootcert`, `application_name`, `connect_timeout`) plus
-    /// `pgauth_method` and `pgauth_insecure_loopback`.
+    /// libpq's names (`host`, `hostaddr`, `port`, `user`, `password`, `dbname`, `sslmode`,
+    /// `sslrootcert`, `application_name`, `connect_timeout`) plus `pgauth_method` and
+    /// `pgauth_insecure_loopback`. Errors never quote the URL: it may hold a password.
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
         let mut s = Self::default();
         s.apply_url("url", url)?;
@@ -313,64 +324,57 @@ impl Settings {
     }
 
     fn apply_url(&mut self, setting: &str, raw: &str) -> Result<(), ConfigError> {
-        let bad = |msg: String| ConfigError::new(setting, msg);
+        let bad = |msg: &str| ConfigError::new(setting, msg);
         let rest = raw
             .strip_prefix("postgres://")
             .or_else(|| raw.strip_prefix("postgresql://"))
-            .ok_or_else(|| bad("must start with postgres:// or postgresql://".to_string()))?;
-        let (before_query, query) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
-        };
-        let (authority, path) = match before_query.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (before_query, None),
-        };
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        if let Some(userinfo) = userinfo {
-            let (user, password) = match userinfo.split_once(':') {
-                Some((u, p)) => (u, Some(p)),
-                None => (userinfo, None),
+            .ok_or_else(|| bad("must start with postgres:// or postgresql://"))?;
+        check_url_shape(rest).map_err(|msg| bad(&msg))?;
+        // Past the shape check, an '@' after the host can only be a password with an
+        // unencoded '/', '?' or '#'; then every error stays generic so none quotes a piece.
+        let suspect = url_has_stray_at(rest);
+        let generic = || bad(UNENCODED_USERINFO);
+        let url = url::Url::parse(raw).map_err(|e| {
+            if suspect {
+                generic()
+            } else {
+                bad(&format!("is not a valid URL ({e})"))
+            }
+        })?;
+        if !url.username().is_empty() {
+            self.user = Some(decode(setting, "user name", url.username())?);
+        }
+        if let Some(password) = url.password() {
+            self.password = Some(Secret::new(decode(setting, "password", password)?));
+        }
+        if let Some(host) = url.host_str().filter(|h| !h.is_empty()) {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            self.host = Some(decode(setting, "host", host)?);
+        }
+        if let Some(port) = url.port() {
+            self.port = parse_port(&format!("{setting} port"), &port.to_string())?;
+        }
+        let db = decode(setting, "database", url.path().trim_start_matches('/'))?;
+        if !db.is_empty() {
+            self.dbname = Some(db);
+        }
+        for pair in url
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(if suspect {
+                    generic()
+                } else {
+                    bad(&format!(
+                        "query parameter {} has no value; write name=value",
+                        quoted_key(pair)
+                    ))
+                });
             };
-            let user = decode(setting, "user name", user)?;
-            if !user.is_empty() {
-                self.user = Some(user);
-            }
-            if let Some(p) = password {
-                self.password = Some(Secret::new(decode(setting, "password", p)?));
-            }
-        }
-        if !hostport.is_empty() {
-            if hostport.contains(',') {
-                return Err(bad(
-                    "lists several hosts; give one host (each token is signed or issued for one server)"
-                        .to_string(),
-                ));
-            }
-            let (host, port) = split_host_port(hostport).map_err(bad)?;
-            if !host.is_empty() {
-                self.host = Some(decode(setting, "host", host)?);
-            }
-            if let Some(port) = port {
-                self.port = parse_port(&format!("{setting} port"), port)?;
-            }
-        }
-        if let Some(path) = path {
-            let db = decode(setting, "database", path)?;
-            if !db.is_empty() {
-                self.dbname = Some(db);
-            }
-        }
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                bad(format!(
-                    "query parameter {pair:?} has no value; write name=value"
-                ))
-            })?;
-            let value = decode(setting, key, value)?;
+            let value = decode(setting, "query parameter", value)?;
             let name = format!("{setting} {key}");
             match key {
                 "sslmode" => {
@@ -384,6 +388,7 @@ impl Settings {
                 "application_name" => self.application_name = Some(value),
                 "connect_timeout" => self.connect_timeout = parse_timeout(&name, &value)?,
                 "host" => self.host = Some(value),
+                "hostaddr" => self.hostaddr = Some(parse_hostaddr(&name, &value)?),
                 "port" => self.port = parse_port(&name, &value)?,
                 "user" => self.user = Some(value),
                 "dbname" => self.dbname = Some(value),
@@ -408,9 +413,11 @@ impl Settings {
                     self.method = method;
                 }
                 "pgauth_insecure_loopback" => self.insecure_loopback = parse_bool(&name, &value)?,
+                _ if suspect => return Err(generic()),
                 _ => {
-                    return Err(bad(format!(
-                        "unknown query parameter {key:?}; supported: sslmode, sslrootcert, application_name, connect_timeout, host, port, user, dbname, password, pgauth_method, pgauth_insecure_loopback"
+                    return Err(bad(&format!(
+                        "unknown query parameter {}; supported: sslmode, sslrootcert, application_name, connect_timeout, host, hostaddr, port, user, dbname, password, pgauth_method, pgauth_insecure_loopback",
+                        quoted_key(key)
                     )));
                 }
             }
@@ -453,10 +460,22 @@ impl Settings {
         }))
     }
 
-    /// Whether the host is a loopback address or `localhost`.
+    /// Whether the address dialled is a loopback one: `hostaddr` when set, else the host
+    /// (`localhost` counts here; what it resolves to is checked again when dialling).
     #[must_use]
     pub fn host_is_loopback(&self) -> bool {
-        self.host.as_deref().is_some_and(is_loopback)
+        match self.hostaddr {
+            Some(addr) => addr.is_loopback(),
+            None => self.host.as_deref().is_some_and(is_loopback),
+        }
+    }
+
+    /// Whether the host is a Unix socket directory (a path, as in libpq).
+    #[must_use]
+    pub fn host_is_unix_socket(&self) -> bool {
+        self.host
+            .as_deref()
+            .is_some_and(crate::net::is_unix_socket_dir)
     }
 
     /// Checks the settings together; the error names the setting to change.
@@ -468,10 +487,20 @@ impl Settings {
                 "no server host; set PGHOST or give a host in DATABASE_URL",
             )
         })?;
+        if host.contains(',') {
+            return Err(ConfigError::new("PGHOST", HOST_LIST));
+        }
         if host.trim().is_empty() || host.chars().any(char::is_whitespace) {
             return Err(ConfigError::new(
                 "PGHOST",
                 format!("{host:?} is not a host name"),
+            ));
+        }
+        let unix_socket = self.host_is_unix_socket();
+        if unix_socket && self.hostaddr.is_some() {
+            return Err(ConfigError::new(
+                "PGHOSTADDR",
+                "is set while PGHOST is a Unix socket directory; unset one of them",
             ));
         }
         if self.port == 0 {
@@ -526,7 +555,11 @@ impl Settings {
                         ),
                     ));
                 }
-                if !mode.verifies() && mode != SslMode::Require {
+                if mode == SslMode::VerifyCa && !matches!(self.root_certs, RootCerts::File(_)) {
+                    return Err(crate::tls::verify_ca_needs_root_file());
+                }
+                // A Unix socket is local: the token never crosses the network.
+                if !unix_socket && !mode.verifies() && mode != SslMode::Require {
                     if !self.insecure_loopback {
                         return Err(ConfigError::new(
                             "PGSSLMODE",
@@ -536,11 +569,12 @@ impl Settings {
                             ),
                         ));
                     }
-                    if !is_loopback(host) {
+                    if !self.host_is_loopback() {
                         return Err(ConfigError::new(
                             "PGAUTH_INSECURE_LOOPBACK",
                             format!(
-                                "is accepted only for loopback hosts (127.0.0.1, ::1, localhost), not {host:?}; use sslmode=verify-full"
+                                "is accepted only for loopback hosts (127.0.0.1, ::1, localhost), not {}; use sslmode=verify-full",
+                                self.dialled_label()
                             ),
                         ));
                     }
@@ -574,11 +608,12 @@ impl Settings {
             }
             AuthMethod::Auto => unreachable!("resolved_method never returns Auto"),
         }
-        if self.insecure_loopback && !is_loopback(host) {
+        if self.insecure_loopback && !unix_socket && !self.host_is_loopback() {
             return Err(ConfigError::new(
                 "PGAUTH_INSECURE_LOOPBACK",
                 format!(
-                    "is accepted only for loopback hosts (127.0.0.1, ::1, localhost), not {host:?}"
+                    "is accepted only for loopback hosts (127.0.0.1, ::1, localhost), not {}",
+                    self.dialled_label()
                 ),
             ));
         }
@@ -594,10 +629,24 @@ impl Settings {
         Ok(())
     }
 
+    fn dialled_label(&self) -> String {
+        match self.hostaddr {
+            Some(addr) => format!("{addr} (PGHOSTADDR)"),
+            None => format!("{:?}", self.host.as_deref().unwrap_or_default()),
+        }
+    }
+
     /// Sets the host.
     #[must_use]
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.host = Some(host.into());
+        self
+    }
+
+    /// Sets the address to dial instead of resolving the host (libpq's `hostaddr`).
+    #[must_use]
+    pub fn hostaddr(mut self, addr: IpAddr) -> Self {
+        self.hostaddr = Some(addr);
         self
     }
 
@@ -700,21 +749,69 @@ fn check_one_cloud(env: &Env, method: Option<AuthMethod>) -> Result<(), ConfigEr
     }
 }
 
-fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), String> {
-    if let Some(rest) = hostport.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| "has an IPv6 host without the closing ']'".to_string())?;
-        return match after {
-            "" => Ok((host, None)),
-            p if p.starts_with(':') => Ok((host, Some(&p[1..]))),
-            _ => Err(format!("has unexpected text {after:?} after the IPv6 host")),
-        };
+/// The refusal of a URL whose user info cannot be told apart from the rest. Shows no part of
+/// the URL, which may hold a password.
+const UNENCODED_USERINFO: &str = "cannot be read unambiguously, probably a password with an unencoded character; percent-encode '@' as %40, '/' as %2F, '?' as %3F, '#' as %23 and '%' as %25 in the user name and password (the URL is not shown, since it may hold a password)";
+
+/// Refuses URLs that a parser would read differently from what the writer meant: an unencoded
+/// '@', '/', '?' or '#' in a password moves the host into the password or the password into
+/// the host, path or query.
+fn check_url_shape(rest: &str) -> Result<(), String> {
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(authority_end);
+    if authority.matches('@').count() > 1 || rest.contains('#') {
+        return Err(UNENCODED_USERINFO.to_string());
     }
-    Ok(match hostport.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (hostport, None),
-    })
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if hostport.contains(',') {
+        return Err(HOST_LIST.to_string());
+    }
+    let path = after.split('?').next().unwrap_or("");
+    if path.contains('@') {
+        return Err(UNENCODED_USERINFO.to_string());
+    }
+    Ok(())
+}
+
+/// An '@' after the authority, with none inside it: a password that held '/', '?' or '#'.
+fn url_has_stray_at(rest: &str) -> bool {
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(authority_end);
+    !authority.contains('@') && after.contains('@')
+}
+
+/// A query key as it may be quoted in a message: only when it looks like a parameter name,
+/// since anything else may be a piece of a mistyped password.
+fn quoted_key(key: &str) -> String {
+    if !key.is_empty()
+        && key.len() <= 40
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        format!("{key:?}")
+    } else {
+        "(not shown: it is not a parameter name)".to_string()
+    }
+}
+
+const HOST_LIST: &str = "lists several hosts; give one host (each token is signed or issued for one server, and host lists are not supported yet)";
+
+fn parse_hostaddr(setting: &str, value: &str) -> Result<IpAddr, ConfigError> {
+    if value.contains(',') {
+        return Err(ConfigError::new(setting, HOST_LIST));
+    }
+    value
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| {
+            ConfigError::new(
+                setting,
+                format!(
+                    "{value:?} is not a numeric IP address; hostaddr takes the address to dial, the name stays in PGHOST"
+                ),
+            )
+        })
 }
 
 fn decode(setting: &str, what: &str, raw: &str) -> Result<String, ConfigError> {
@@ -833,14 +930,35 @@ mod tests {
             text.trim_end_matches('.'),
             "no trailing period: {text}"
         );
-        assert!(
-            text.chars()
-                .next()
-                .is_some_and(|c| !c.is_lowercase() || c.is_lowercase())
-        );
+        assert!(starts_lowercase(error.message()), "not lowercase: {text}");
         for secret in ["s3cret", "hunter2"] {
             assert!(!text.contains(secret), "{text}");
         }
+    }
+
+    /// Messages start lowercase: with a lowercase word, a quoted value or a setting's name
+    /// (an all-caps identifier such as `PGAUTH_METHOD=...`), never a capitalised word.
+    fn starts_lowercase(message: &str) -> bool {
+        let word: String = message
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        match word.chars().next() {
+            None => !message.is_empty(),
+            Some(first) if first.is_lowercase() => true,
+            Some(_) => word
+                .chars()
+                .all(|c| c.is_uppercase() || c.is_ascii_digit() || c == '_'),
+        }
+    }
+
+    #[test]
+    fn the_lowercase_check_can_fail() {
+        assert!(!starts_lowercase("Set PGHOST"));
+        assert!(!starts_lowercase(""));
+        assert!(starts_lowercase("set PGHOST"));
+        assert!(starts_lowercase("PGHOST is empty"));
+        assert!(starts_lowercase("\"x\" is not a port"));
     }
 
     const AZ: (&str, &str) = ("PGHOST", "srv.postgres.database.azure.com");
@@ -904,10 +1022,15 @@ mod tests {
             &[
                 ("PGAUTH_METHOD", "azure"),
                 AZ,
-                ("PGAUTH_AWS_SIGNING_HOST", "x"),
+                ("PGAUTH_AWS_SIGNING_PORT", "5432"),
             ],
-            "PGAUTH_AWS_SIGNING_HOST",
+            "PGAUTH_AWS_SIGNING_PORT",
             "AWS setting",
+        );
+        check(
+            &[RDS, ("PGUSER", "app"), ("PGAUTH_AWS_SIGNING_HOST", "x")],
+            "PGAUTH_AWS_SIGNING_HOST",
+            "PGHOSTADDR",
         );
         check(
             &[
@@ -999,13 +1122,97 @@ mod tests {
         );
         check(
             &[("DATABASE_URL", "postgres://u@db:99999/app")],
-            "DATABASE_URL port",
-            "not a port",
+            "DATABASE_URL",
+            "invalid port",
         );
         check(
             &[("DATABASE_URL", "postgres://u@[::1/app")],
             "DATABASE_URL",
-            "closing ']'",
+            "invalid IPv6",
+        );
+        // Host lists are not supported yet, wherever they are written.
+        check(
+            &[
+                ("PGHOST", "h1,h2"),
+                ("PGPASSWORD", "s3cret"),
+                ("PGUSER", "u"),
+            ],
+            "PGHOST",
+            "several hosts",
+        );
+        check(
+            &[("DATABASE_URL", "postgres://u:s3cret@db/app?host=h1,h2")],
+            "PGHOST",
+            "several hosts",
+        );
+        check(
+            &[("DATABASE_URL", "postgres://u@h1:5432,h2:5432/app")],
+            "DATABASE_URL",
+            "several hosts",
+        );
+        check(
+            &[AZ, ("PGHOSTADDR", "10.0.0.5,10.0.0.6")],
+            "PGHOSTADDR",
+            "several hosts",
+        );
+        // hostaddr is an address; the name stays in host.
+        check(
+            &[AZ, ("PGHOSTADDR", "db.internal")],
+            "PGHOSTADDR",
+            "not a numeric IP",
+        );
+        check(
+            &[(
+                "DATABASE_URL",
+                "postgres://u@db/app?hostaddr=db.internal&pgauth_method=azure",
+            )],
+            "DATABASE_URL hostaddr",
+            "not a numeric IP",
+        );
+        check(
+            &[
+                ("PGHOST", "/var/run/postgresql"),
+                ("PGHOSTADDR", "127.0.0.1"),
+                ("PGUSER", "u"),
+                ("PGPASSWORD", "s3cret"),
+            ],
+            "PGHOSTADDR",
+            "Unix socket",
+        );
+        // verify-ca with a token: only against a root file the user named.
+        check(
+            &[AZ, ("PGSSLMODE", "verify-ca")],
+            "PGSSLMODE",
+            "PGSSLROOTCERT",
+        );
+        check(
+            &[AZ, ("PGSSLMODE", "verify-ca"), ("PGSSLROOTCERT", "system")],
+            "PGSSLMODE",
+            "PGHOSTADDR",
+        );
+        check(
+            &[
+                RDS,
+                ("PGUSER", "app"),
+                (
+                    "DATABASE_URL",
+                    "postgres://app@db.abc123.eu-west-1.rds.amazonaws.com/app?sslmode=verify-ca",
+                ),
+            ],
+            "PGSSLMODE",
+            "verify-full",
+        );
+        // The opt-out is for loopback: the dialled address decides, not the name.
+        check(
+            &[
+                ("PGAUTH_METHOD", "azure"),
+                ("PGHOST", "localhost"),
+                ("PGHOSTADDR", "10.0.0.5"),
+                ("PGSSLMODE", "disable"),
+                ("PGAUTH_INSECURE_LOOPBACK", "1"),
+            ],
+            "PGAUTH_INSECURE_LOOPBACK",
+            "only for loopback",
         );
         check(
             &[("DATABASE_URL", "postgres://u:pa%zzss@db/app")],
@@ -1071,6 +1278,97 @@ mod tests {
             "PGSSLROOTCERT",
             "not a readable file",
         );
+    }
+
+    /// URLs whose password holds an unencoded '/', '?', '#', '@' or '%': refused, and the
+    /// message shows no piece of the password.
+    #[test]
+    fn unencoded_passwords_are_refused_without_showing_them() {
+        for url in [
+            "postgres://app:hun/ter2xyz@db.example.com/app",
+            "postgres://app:hun?ter2xyz@db.example.com/app",
+            "postgres://app:hun#ter2xyz@db.example.com/app",
+            "postgres://app:hun@ter2xyz@db.example.com/app",
+            "postgres://app:12/ter2xyz@db.example.com/app",
+            "postgres://app:12?ter2xyz=1@db.example.com/app",
+            "postgres://app:12?ter2xyz@db.example.com/app",
+            "postgres://app:hun%zter2xyz@db.example.com/app",
+            "postgres://app:hun ter2xyz@db.example.com:notaport/app",
+        ] {
+            let error = Settings::from_url(url).expect_err(url);
+            let text = error.to_string();
+            for piece in ["hun", "ter2xyz", "db.example.com", "12"] {
+                assert!(!text.contains(piece), "{url}: {text}");
+            }
+            let via_env = Settings::from_env_vars(&env(&[("DATABASE_URL", url)]))
+                .expect_err(url)
+                .to_string();
+            assert!(!via_env.contains("ter2xyz"), "{url}: {via_env}");
+        }
+        // Encoded, the same characters are fine.
+        let s =
+            Settings::from_url("postgres://app:hun%2F%3F%23%40%25ter2@db.example.com/app").unwrap();
+        assert_eq!(
+            s.password.as_ref().map(Secret::expose),
+            Some("hun/?#@%ter2")
+        );
+        assert_eq!(s.host.as_deref(), Some("db.example.com"));
+        // An '@' in a query value is no password: Entra user names hold one.
+        let s = Settings::from_url(
+            "postgres://srv.postgres.database.azure.com/app?user=alice@contoso.com",
+        )
+        .unwrap();
+        assert_eq!(s.user.as_deref(), Some("alice@contoso.com"));
+    }
+
+    #[test]
+    fn hostaddr_dials_an_address_and_keeps_the_name() {
+        let s = Settings::from_env_vars(&env(&[AZ, ("PGHOSTADDR", "10.1.2.3")])).unwrap();
+        assert_eq!(s.hostaddr, Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(s.host.as_deref(), Some("srv.postgres.database.azure.com"));
+        assert_eq!(s.effective_ssl_mode().unwrap(), SslMode::VerifyFull);
+        let s = Settings::from_url(
+            "postgres://app@db.abc123.eu-west-1.rds.amazonaws.com:15432/app?hostaddr=127.0.0.1",
+        )
+        .unwrap();
+        assert_eq!(s.hostaddr, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(s.port, 15432);
+        assert_eq!(s.resolved_method().unwrap(), AuthMethod::Aws);
+        let s =
+            Settings::from_url("postgres://app@[::1]:5433/app?password=pw&hostaddr=[::1]").unwrap();
+        assert_eq!(s.host.as_deref(), Some("::1"));
+        // verify-ca is fine for a token when the roots come from a named file.
+        let ca = std::env::temp_dir().join(format!("pgauth-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, "not read by validation").unwrap();
+        let s = Settings::from_env_vars(&env(&[
+            AZ,
+            ("PGSSLMODE", "verify-ca"),
+            ("PGSSLROOTCERT", ca.to_str().unwrap()),
+        ]));
+        std::fs::remove_file(&ca).unwrap();
+        assert_eq!(s.unwrap().effective_ssl_mode().unwrap(), SslMode::VerifyCa);
+    }
+
+    #[test]
+    fn unix_socket_hosts_log_in_without_tls() {
+        let s = Settings::from_env_vars(&env(&[
+            ("PGHOST", "/var/run/postgresql"),
+            ("PGUSER", "app"),
+            ("PGPASSWORD", "s3cret"),
+        ]))
+        .unwrap();
+        assert!(s.host_is_unix_socket());
+        let policy = crate::tls::TlsPolicy::from_settings(&s).unwrap();
+        assert!(policy.client_config().is_none());
+        // A token over a local socket never crosses the network.
+        let s = Settings::from_env_vars(&env(&[
+            ("PGHOST", "/var/run/postgresql"),
+            ("PGAUTH_METHOD", "azure"),
+            ("PGUSER", "app"),
+        ]))
+        .unwrap();
+        let policy = crate::tls::TlsPolicy::from_settings(&s).unwrap();
+        assert!(policy.client_config().is_none());
     }
 
     #[test]

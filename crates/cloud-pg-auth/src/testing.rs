@@ -3,9 +3,8 @@
 //! Enabled by the `test-util` feature; used by this workspace's adapter tests.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +21,7 @@ pub struct FakeSource {
     lifetime: Mutex<Option<Duration>>,
     failure: Mutex<Option<(TokenErrorKind, Option<Duration>)>>,
     delay: Mutex<Duration>,
+    panics: AtomicBool,
     calls: AtomicU64,
     dropped: Arc<AtomicBool>,
 }
@@ -35,6 +35,7 @@ impl FakeSource {
             lifetime: Mutex::new(lifetime),
             failure: Mutex::new(None),
             delay: Mutex::new(Duration::ZERO),
+            panics: AtomicBool::new(false),
             calls: AtomicU64::new(0),
             dropped: Arc::new(AtomicBool::new(false)),
         })
@@ -57,22 +58,29 @@ impl FakeSource {
 
     /// Makes every fetch fail with `kind` (and a retry-after hint) until [`FakeSource::recover`].
     pub fn fail(&self, kind: TokenErrorKind, retry_after: Option<Duration>) {
-        *self.failure.lock().unwrap() = Some((kind, retry_after));
+        *lock(&self.failure) = Some((kind, retry_after));
     }
 
     /// Makes fetches succeed again.
     pub fn recover(&self) {
-        *self.failure.lock().unwrap() = None;
+        *lock(&self.failure) = None;
     }
 
     /// Makes each fetch take `delay` (on tokio's timer).
     pub fn set_delay(&self, delay: Duration) {
-        *self.delay.lock().unwrap() = delay;
+        *lock(&self.delay) = delay;
+    }
+
+    /// Makes every fetch panic (after counting the call) until `set_panic(false)`. The panic
+    /// message quotes a token-like string, `fake-token-panic`, so tests can check that it
+    /// is never passed on.
+    pub fn set_panic(&self, on: bool) {
+        self.panics.store(on, Ordering::SeqCst);
     }
 
     /// Changes the lifetime of tokens issued from now on.
     pub fn set_lifetime(&self, lifetime: Option<Duration>) {
-        *self.lifetime.lock().unwrap() = lifetime;
+        *lock(&self.lifetime) = lifetime;
     }
 
     /// A flag that turns true when the source is dropped (dispose tests).
@@ -100,11 +108,14 @@ impl fmt::Debug for FakeSource {
 impl TokenSource for FakeSource {
     async fn fetch(&self) -> Result<AccessToken, TokenError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let delay = *self.delay.lock().unwrap();
+        let delay = *lock(&self.delay);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let failure = *self.failure.lock().unwrap();
+        if self.panics.load(Ordering::SeqCst) {
+            panic!("fake source panics on purpose, holding fake-token-panic");
+        }
+        let failure = *lock(&self.failure);
         if let Some((kind, retry_after)) = failure {
             let mut error = TokenError::new(kind, "fake source", "the endpoint is down")
                 .with_cause(std::io::Error::new(
@@ -116,7 +127,7 @@ impl TokenSource for FakeSource {
             }
             return Err(error);
         }
-        let lifetime = *self.lifetime.lock().unwrap();
+        let lifetime = *lock(&self.lifetime);
         let token = AccessToken::new(format!("fake-token-{n}"));
         Ok(match lifetime {
             Some(l) => token.with_expiry(self.clock.now() + l),
@@ -129,6 +140,11 @@ impl TokenSource for FakeSource {
             .credential_kind("fake")
             .identity("fake-identity")
     }
+}
+
+/// A test that fails with a panic must not fail every later use of the same fake.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Settings for a server no test reaches: 127.0.0.1 port 1, where nothing listens, as user

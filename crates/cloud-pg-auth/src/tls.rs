@@ -1,8 +1,10 @@
 //! TLS with rustls and the aws-lc-rs provider, installed explicitly per config.
 //!
-//! libpq's sslmode meanings, with one hardening: a token method never sends its token to an
-//! unverified server, so for token methods `require` checks the certificate like
-//! `verify-full` (Azure's and AWS's own guidance is `verify-full`).
+//! libpq's sslmode meanings, with two hardenings for token methods, which never send their
+//! token to a server whose name is not verified: `require` checks the certificate like
+//! `verify-full` (Azure's and AWS's own guidance), and `verify-ca` (chain only) is accepted
+//! only when the trusted roots come from a file the user named, never from the public roots,
+//! where anyone with any publicly trusted certificate would pass.
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub fn install_default_provider() {
 #[derive(Clone)]
 pub struct TlsPolicy {
     mode: SslMode,
+    check: CertCheck,
     config: Option<Arc<ClientConfig>>,
 }
 
@@ -43,6 +46,7 @@ impl fmt::Debug for TlsPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsPolicy")
             .field("mode", &self.mode)
+            .field("check", &self.check)
             .field("tls", &self.config.is_some())
             .finish()
     }
@@ -65,9 +69,25 @@ impl TlsPolicy {
     pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
         let method = settings.resolved_method()?;
         let mode = settings.effective_ssl_mode()?;
+        // PostgreSQL never speaks TLS over a Unix socket; the socket is local.
+        let unix_socket = settings
+            .host
+            .as_deref()
+            .is_some_and(crate::net::is_unix_socket_dir);
+        if mode == SslMode::Disable || unix_socket {
+            return Ok(Self {
+                mode: SslMode::Disable,
+                check: CertCheck::None,
+                config: None,
+            });
+        }
+        let root_file = matches!(settings.root_certs, RootCerts::File(_));
         let check = match mode {
-            SslMode::Disable => return Ok(Self { mode, config: None }),
+            SslMode::Disable => unreachable!("handled above"),
             SslMode::VerifyFull => CertCheck::Full,
+            SslMode::VerifyCa if method.is_token() && !root_file => {
+                return Err(verify_ca_needs_root_file().into());
+            }
             SslMode::VerifyCa => CertCheck::ChainOnly,
             SslMode::Require | SslMode::Prefer if method.is_token() => {
                 if settings.insecure_loopback && settings.host_is_loopback() {
@@ -77,16 +97,21 @@ impl TlsPolicy {
                 }
             }
             // A root file given with `require` means verify-ca in libpq.
-            SslMode::Require if matches!(settings.root_certs, RootCerts::File(_)) => {
-                CertCheck::ChainOnly
-            }
+            SslMode::Require if root_file => CertCheck::ChainOnly,
             SslMode::Require | SslMode::Prefer => CertCheck::None,
         };
         let config = client_config(&settings.root_certs, check)?;
         Ok(Self {
             mode,
+            check,
             config: Some(config),
         })
+    }
+
+    /// How the server certificate is checked ([`CertCheck::None`] also without TLS).
+    #[must_use]
+    pub fn check(&self) -> CertCheck {
+        self.check
     }
 
     /// The sslmode in force.
@@ -189,6 +214,53 @@ fn tls_error(message: &str, source: Option<crate::BoxError>) -> Error {
     Error::Tls {
         message: message.to_string(),
         source,
+    }
+}
+
+/// The refusal of `verify-ca` without a root file, for token methods.
+pub(crate) fn verify_ca_needs_root_file() -> crate::ConfigError {
+    crate::ConfigError::new(
+        "PGSSLMODE",
+        "verify-ca checks only the certificate chain, so with the public roots anyone holding any publicly trusted certificate would receive the token; use verify-full, or set PGSSLROOTCERT to the CA file that signs this server (for example a Cloud SQL instance's server CA). To reach a private endpoint by IP or through a tunnel, keep the certificate's name in PGHOST and put the address in PGHOSTADDR",
+    )
+}
+
+/// An explanation of a certificate failure found anywhere in `error`'s chain (a rustls
+/// certificate error, possibly inside an I/O error), with what to do about it.
+#[must_use]
+pub fn certificate_hint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(cert)) = tls {
+            return Some(explain_certificate_error(cert));
+        }
+        next = cause.source();
+    }
+    None
+}
+
+fn explain_certificate_error(error: &CertificateError) -> String {
+    match error {
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            format!(
+                "the server's certificate does not name this host ({error:?}); connect by a name the certificate holds; to reach the server by IP address or through a tunnel, keep that name in PGHOST (or the URL's host) and put the address to dial in PGHOSTADDR (hostaddr), so the certificate is still verified"
+            )
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!(
+            "the server's certificate has expired ({error:?}); check the server's certificate and this machine's clock"
+        ),
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => format!(
+            "the server's certificate is not valid yet ({error:?}); check this machine's clock"
+        ),
+        _ => format!(
+            "the server's certificate is not trusted ({error:?}); set PGSSLROOTCERT to the CA bundle that signs it (for RDS, the global bundle from AWS)"
+        ),
     }
 }
 

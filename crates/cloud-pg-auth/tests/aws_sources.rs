@@ -106,27 +106,38 @@ fn loading_from_a_settings_snapshot() {
         .chain([("AWS_REGION", "us-west-2")])
         .collect();
     check_load(&with_region, rds, 5432, "app", Ok((rds, "us-west-2")));
-    // Signing host and port override what is connected to (a tunnel on localhost:6432).
+    // A tunnel: the token names the RDS endpoint (PGHOST, verified by TLS) and the signing
+    // port overrides the local port of the tunnel (dialled through PGHOSTADDR).
     let tunnel: Vec<_> = keys
         .iter()
         .copied()
-        .chain([
-            (
-                "PGAUTH_AWS_SIGNING_HOST",
-                "prod.cabc.ap-south-1.rds.amazonaws.com",
-            ),
-            ("PGAUTH_AWS_SIGNING_PORT", "5432"),
-        ])
+        .chain([("PGAUTH_AWS_SIGNING_PORT", "5432")])
         .collect();
     check_load(
         &tunnel,
-        "127.0.0.1",
+        "prod.cabc.ap-south-1.rds.amazonaws.com",
         6432,
         "app",
         Ok((
             "prod.cabc.ap-south-1.rds.amazonaws.com:5432/?",
             "ap-south-1",
         )),
+    );
+    // Signing for another name than the one TLS verifies is refused.
+    let other_name: Vec<_> = keys
+        .iter()
+        .copied()
+        .chain([(
+            "PGAUTH_AWS_SIGNING_HOST",
+            "prod.cabc.ap-south-1.rds.amazonaws.com",
+        )])
+        .collect();
+    check_load(
+        &other_name,
+        "127.0.0.1",
+        6432,
+        "app",
+        Err(("PGAUTH_AWS_SIGNING_HOST", "PGHOSTADDR")),
     );
     // A session token is signed in.
     let session: Vec<_> = keys

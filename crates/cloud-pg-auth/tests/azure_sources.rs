@@ -33,6 +33,8 @@ struct Canned {
     headers: Vec<(&'static str, String)>,
     body: String,
     delay: Duration,
+    /// No `content-length`: the body runs until the server closes the connection.
+    close_delimited: bool,
 }
 
 fn reply(status: u16, body: impl Into<String>) -> Canned {
@@ -41,6 +43,7 @@ fn reply(status: u16, body: impl Into<String>) -> Canned {
         headers: Vec::new(),
         body: body.into(),
         delay: Duration::ZERO,
+        close_delimited: false,
     }
 }
 
@@ -52,6 +55,11 @@ impl Canned {
 
     fn delayed(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    fn close_delimited(mut self) -> Self {
+        self.close_delimited = true;
         self
     }
 }
@@ -192,16 +200,20 @@ async fn serve(
         };
         tokio::time::sleep(canned.delay).await;
         let mut out = format!(
-            "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-            canned.status,
-            canned.body.len()
+            "HTTP/1.1 {} X\r\ncontent-type: application/json\r\n",
+            canned.status
         );
+        if canned.close_delimited {
+            out.push_str("connection: close\r\n");
+        } else {
+            out.push_str(&format!("content-length: {}\r\n", canned.body.len()));
+        }
         for (k, v) in &canned.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
         out.push_str("\r\n");
         out.push_str(&canned.body);
-        if stream.write_all(out.as_bytes()).await.is_err() {
+        if stream.write_all(out.as_bytes()).await.is_err() || canned.close_delimited {
             return;
         }
     }
@@ -443,13 +455,10 @@ async fn app_service_managed_identity() {
             },
         ),
         (
-            "an opaque token keeps the endpoint's expiry",
+            "an opaque token is refused: entra access tokens are jwts",
             vec![ok(later.to_string().into(), "opaque-token")],
             None,
-            Want::Token {
-                expires: later,
-                user: None,
-            },
+            fails(Config, "the token is not a jwt"),
         ),
         (
             "400 identity not found",
@@ -533,7 +542,8 @@ async fn check_user_assigned(id: UserAssigned, param: &str, value: &str) {
     let server = Server::start(vec![reply(
         200,
         format!(
-            r#"{{"access_token":"t","expires_on":"{later}","token_type":"Bearer","resource":"r"}}"#
+            r#"{{"access_token":"{}","expires_on":"{later}","token_type":"Bearer","resource":"r"}}"#,
+            mi_jwt(later)
         ),
     )]);
     let options = AzureOptions {
@@ -683,7 +693,10 @@ async fn auto_uses_imds_only_when_opted_in() {
     let later = now_secs() + 3600;
     let server = Server::start(vec![reply(
         200,
-        format!(r#"{{"access_token":"t","expires_on":"{later}"}}"#),
+        format!(
+            r#"{{"access_token":"{}","expires_on":"{later}"}}"#,
+            mi_jwt(later)
+        ),
     )]);
     let (transport, original) = Reroute::to(&server);
     let empty = scratch_dir("auto-imds");
@@ -862,7 +875,11 @@ async fn sovereign_clouds_use_their_authority_and_scope() {
             "https://ossrdbms-aad.database.chinacloudapi.cn/.default",
         ),
     ] {
-        let server = Server::start(vec![entra_ok(3599, "opaque")]);
+        let token = jwt(serde_json::json!({
+            "aud": scope.trim_end_matches("/.default"),
+            "exp": now_secs() + 3599,
+        }));
+        let server = Server::start(vec![entra_ok(3599, &token)]);
         let (transport, original) = Reroute::to(&server);
         let source = AzureSource::with_http_client(&secret_options(cloud), transport).unwrap();
         source.fetch().await.unwrap();
@@ -887,10 +904,6 @@ async fn workload_identity() {
             (
                 "AZURE_AUTHORITY_HOST",
                 "https://login.emulator.test/".into(),
-            ),
-            (
-                "PGAUTH_AZURE_SCOPE",
-                "https://emulator.test/.default".into(),
             ),
         ])
     };
@@ -923,7 +936,7 @@ async fn workload_identity() {
         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     );
     assert_eq!(form["client_id"], "wi-client");
-    assert_eq!(form["scope"], "https://emulator.test/.default");
+    assert_eq!(form["scope"], AzureCloud::Public.scope());
 
     // A missing token file is a start-up error that names the variable.
     let missing = AzureOptions::from_env(&env(&dir.join("absent"))).unwrap();
@@ -1045,6 +1058,26 @@ async fn azure_cli() {
             fails(Transient, "expires_on field not found"),
         ),
         (
+            "an az whose output passes the 1 MiB limit is stopped there",
+            "head -c 3000000 /dev/zero | tr '\\0' x".into(),
+            "cli",
+            None,
+            fails(
+                Transient,
+                "the azure cli's output is larger than 1 MiB, the most this client reads",
+            ),
+        ),
+        (
+            "an az whose error output passes the 1 MiB limit is stopped there",
+            "head -c 3000000 /dev/zero | tr '\\0' x >&2; exit 1".into(),
+            "cli",
+            None,
+            fails(
+                Transient,
+                "the azure cli's error output is larger than 1 MiB",
+            ),
+        ),
+        (
             "a hanging cli",
             "exec sleep 30".into(),
             "cli",
@@ -1104,7 +1137,10 @@ async fn azure_cli() {
 #[test]
 fn sources_survive_runtimes() {
     let later = now_secs() + 3600;
-    let body = format!(r#"{{"access_token":"t","expires_on":"{later}"}}"#);
+    let body = format!(
+        r#"{{"access_token":"{}","expires_on":"{later}"}}"#,
+        mi_jwt(later)
+    );
     let server = Server::start(vec![reply(200, body)]);
     let options = app_service_options(&server);
     let runtime = || {
@@ -1188,7 +1224,7 @@ async fn caller_supplied_credentials() {
     });
     let source = AzureSource::from_credential(
         good.clone(),
-        "https://emulator.test/.default",
+        AzureCloud::Public.scope(),
         SourceInfo::new("azure").credential_kind("custom"),
     );
     let token = source.fetch().await.unwrap();
@@ -1196,7 +1232,7 @@ async fn caller_supplied_credentials() {
     assert_eq!(token.details().username.as_deref(), Some("orders-api"));
     assert_eq!(
         *good.scopes.lock().unwrap(),
-        vec!["https://emulator.test/.default"]
+        vec![AzureCloud::Public.scope()]
     );
     assert_eq!(source.credential_kind(), None);
     assert_eq!(source.info().credential_kind.as_deref(), Some("custom"));
@@ -1218,6 +1254,291 @@ async fn caller_supplied_credentials() {
             "azure custom: the credential failed: vault sealed",
         ),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audience: a token for another service never leaves the source.
+
+const ARM: &str = "https://management.azure.com";
+const GRAPH: &str = "https://graph.microsoft.com";
+
+fn jwt_for(aud: Option<&str>, exp: u64) -> String {
+    let mut claims = serde_json::json!({
+        "appid": "0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+        "idtyp": "app",
+        "exp": exp,
+    });
+    if let Some(aud) = aud {
+        claims["aud"] = aud.into();
+    }
+    jwt(claims)
+}
+
+#[tokio::test]
+async fn tokens_for_other_audiences_are_refused_at_fetch_time() {
+    use TokenErrorKind::*;
+    let later = now_secs() + 3600;
+    let cases: Vec<(&str, String, Want)> = vec![
+        (
+            "an arm token",
+            jwt_for(Some(ARM), later),
+            fails(
+                Config,
+                "the token's audience (aud) is https://management.azure.com, not https://ossrdbms-aad.database.windows.net",
+            ),
+        ),
+        (
+            "a graph token",
+            jwt_for(Some(GRAPH), later),
+            fails(Config, "unset PGAUTH_AZURE_SCOPE"),
+        ),
+        (
+            "another cloud's database token",
+            jwt_for(
+                Some("https://ossrdbms-aad.database.chinacloudapi.cn"),
+                later,
+            ),
+            fails(Config, "PGAUTH_AZURE_SCOPE"),
+        ),
+        (
+            "a token without aud",
+            jwt_for(None, later),
+            fails(Config, "no audience (aud) claim"),
+        ),
+        (
+            "a token that is not a jwt",
+            "definitely-not-a-jwt".into(),
+            fails(Config, "the token is not a jwt"),
+        ),
+        (
+            "the database's own token",
+            jwt_for(Some(AzureCloud::Public.audience()), later),
+            Want::Token {
+                expires: later,
+                user: None,
+            },
+        ),
+    ];
+    for (label, token, want) in cases {
+        let answer = serde_json::json!({ "access_token": token, "expires_on": later });
+        let server = Server::start(vec![reply(200, answer.to_string())]);
+        let source = AzureSource::new(&app_service_options(&server)).unwrap();
+        check_result(
+            &format!("managed identity: {label}"),
+            source.fetch().await,
+            &want,
+        );
+
+        // The same token from the entra token endpoint (client secret).
+        let server = Server::start(vec![entra_ok(3600, &token)]);
+        let (transport, _) = Reroute::to(&server);
+        let source = AzureSource::with_http_client(&secret_options("public"), transport).unwrap();
+        check_result(
+            &format!("client secret: {label}"),
+            source.fetch().await,
+            &want,
+        );
+    }
+}
+
+/// The source is asked for the database scope and a caller-supplied credential answers with an
+/// ARM token: the connector fails with an error naming the setting, and the emulator's
+/// PostgreSQL front sees no login attempt at all; the database's own token then logs in
+/// through the same path, so the front was reachable.
+#[tokio::test]
+async fn a_token_for_another_audience_never_reaches_postgres() {
+    use cloud_pg_auth::{AuthMethod, AuthOptions, PgConnector, RootCerts, Settings, SslMode};
+    use cloud_pg_auth_testkit::{Emulator, EmulatorOptions, MintOptions};
+
+    let emulator = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let settings = Settings::default()
+        .host(emulator.pg_host())
+        .port(emulator.pg_port())
+        .user(emulator.azure_role())
+        .dbname(emulator.database())
+        .method(AuthMethod::Custom)
+        .ssl_mode(SslMode::VerifyFull)
+        .root_certs(RootCerts::File(emulator.ca_path().to_path_buf()));
+    let connector = |audience: &str| {
+        let token = emulator.mint_entra_token(MintOptions {
+            audience: Some(audience.to_string()),
+            ..MintOptions::default()
+        });
+        let credential = Arc::new(Fixed {
+            token: Some(token.clone()),
+            expires_on: now_secs() + 3600,
+            scopes: Mutex::default(),
+        });
+        let source = AzureSource::from_credential(
+            credential.clone(),
+            AzureCloud::Public.scope(),
+            SourceInfo::new("azure").credential_kind("custom"),
+        );
+        let settings = settings.clone();
+        async move {
+            let connector = PgConnector::build(
+                &settings,
+                Some(Arc::new(source)),
+                AuthOptions::default().background_refresh(false),
+            )
+            .await
+            .unwrap();
+            (connector, credential, token)
+        }
+    };
+
+    let (arm, credential, token) = connector(ARM).await;
+    let error = match arm.connect().await {
+        Ok(_) => panic!("an arm token logged in"),
+        Err(e) => e,
+    };
+    let text = format!("{error} {error:?} {}", cloud_pg_auth::chain_text(&error));
+    match &error {
+        Error::Token(e) => assert_eq!(e.kind(), TokenErrorKind::Config, "{text}"),
+        other => panic!("expected a token error, got {other:?}"),
+    }
+    assert!(text.contains("PGAUTH_AZURE_SCOPE"), "{text}");
+    assert!(text.contains("https://management.azure.com"), "{text}");
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!text.contains(signature), "the token was printed: {text}");
+    assert_eq!(
+        *credential.scopes.lock().unwrap(),
+        vec![AzureCloud::Public.scope()]
+    );
+    let stats = emulator.stats();
+    assert_eq!(stats.logins_rejected, Default::default(), "{stats:?}");
+    assert_eq!(stats.logins_accepted, 0, "{stats:?}");
+    arm.dispose().await;
+
+    let (database, _, _) = connector(AzureCloud::Public.audience()).await;
+    let (client, _) = database.connect().await.unwrap();
+    let row = client
+        .query_one("select current_user::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), emulator.azure_role());
+    assert_eq!(emulator.stats().logins_accepted, 1);
+    database.dispose().await;
+    emulator.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Size limits: what comes from outside is read up to a limit, never whole.
+
+const MIB: usize = 1 << 20;
+
+#[tokio::test]
+async fn oversized_answers_are_refused_at_one_mebibyte() {
+    use TokenErrorKind::*;
+    let later = now_secs() + 3600;
+    // Valid json past the limit, so that reading it whole would parse.
+    let huge_token = |size: usize| {
+        serde_json::json!({
+            "access_token": mi_jwt(later),
+            "expires_on": later,
+            "padding": "x".repeat(size),
+        })
+        .to_string()
+    };
+    let too_large = "the response body is larger than 1 MiB, the most this client reads";
+    let cases: Vec<(&str, Canned, Want)> = vec![
+        (
+            "a declared content-length over the limit",
+            reply(200, huge_token(2 * MIB)),
+            fails(Transient, too_large),
+        ),
+        (
+            "a body without content-length that runs past the limit",
+            reply(200, huge_token(16 * MIB)).close_delimited(),
+            fails(Transient, too_large),
+        ),
+        (
+            "an error body past the limit",
+            reply(500, "x".repeat(16 * MIB)).close_delimited(),
+            fails(Transient, too_large),
+        ),
+        (
+            "just under the limit is read",
+            reply(200, huge_token(MIB - 4096)).close_delimited(),
+            Want::Token {
+                expires: later,
+                user: Some("orders-api"),
+            },
+        ),
+    ];
+    for (label, response, want) in cases {
+        let server = Server::start(vec![response.clone()]);
+        let source = AzureSource::new(&app_service_options(&server)).unwrap();
+        check_result(
+            &format!("managed identity: {label}"),
+            source.fetch().await,
+            &want,
+        );
+        if let Want::Fails { .. } = want {
+            let server = Server::start(vec![response]);
+            let (transport, _) = Reroute::to(&server);
+            let source =
+                AzureSource::with_http_client(&secret_options("public"), transport).unwrap();
+            check_result(
+                &format!("client secret: {label}"),
+                source.fetch().await,
+                &want,
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_federated_token_file_is_refused_at_64_kib() {
+    let dir = scratch_dir("wi-limit");
+    let token_file = dir.join("azure-identity-token");
+    let options = || {
+        AzureOptions::from_env(&Env::from_pairs([
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("AZURE_CLIENT_ID", "wi-client".into()),
+            ("AZURE_TENANT_ID", "wi-tenant".into()),
+        ]))
+        .unwrap()
+    };
+    let limit = 64 << 10;
+
+    // At start-up.
+    std::fs::write(&token_file, "a".repeat(limit + 1)).unwrap();
+    match AzureSource::new(&options()) {
+        Err(Error::Config(e)) => {
+            assert_eq!(e.setting(), "AZURE_FEDERATED_TOKEN_FILE");
+            assert!(e.message().contains("is larger than 64 KiB"), "{e}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // At a fetch, after the file grew: refused before anything is sent. (Two sources: the
+    // credential caches its token, so a second fetch of one source would not read the file.)
+    std::fs::write(&token_file, "a".repeat(limit)).unwrap();
+    let server = Server::start(vec![entra_ok(3599, &sp_jwt(now_secs() + 3599))]);
+    let (transport, _) = Reroute::to(&server);
+    let accepted = AzureSource::with_http_client(&options(), transport.clone()).unwrap();
+    let grown = AzureSource::with_http_client(&options(), transport).unwrap();
+    accepted.fetch().await.unwrap();
+    assert_eq!(server.requests()[0].form()["client_assertion"].len(), limit);
+    std::fs::write(&token_file, "a".repeat(limit + 1)).unwrap();
+    check_result(
+        "a grown file",
+        grown.fetch().await,
+        &fails(
+            TokenErrorKind::Transient,
+            "the federated token file is larger than 64 KiB, the most this client reads; check AZURE_FEDERATED_TOKEN_FILE",
+        ),
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "nothing sent for the grown file"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ options:
   --token-leeway SECS          clock leeway when checking Entra tokens (default 0)
   --aws-region REGION          region of the emulated RDS instance (default us-east-1)
   --aws-signing-host HOST      also accept RDS tokens signed for HOST[:PORT] (repeatable)
+  --server-name NAME           also name NAME in the front's certificate and accept RDS tokens
+                               signed for it: reach it with PGHOST=NAME PGHOSTADDR=127.0.0.1
+                               (repeatable)
   --pg-port PORT               port of the PostgreSQL front (default: free port)
   --identity-port PORT         port of the managed-identity endpoints (default: free port)
   --entra-port PORT            port of the Entra endpoint (default: free port)
@@ -79,6 +82,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--token-leeway" => opts.token_leeway = Duration::from_secs(num(value()?)?),
             "--aws-region" => opts.aws_region = value()?,
             "--aws-signing-host" => opts.extra_aws_signing_hosts.push(value()?),
+            "--server-name" => {
+                let name = value()?;
+                opts.extra_aws_signing_hosts.push(name.clone());
+                opts.extra_server_names.push(name);
+            }
             "--pg-port" => opts.pg_port = Some(num(value()?)?.try_into()?),
             "--identity-port" => opts.identity_port = Some(num(value()?)?.try_into()?),
             "--entra-port" => opts.entra_port = Some(num(value()?)?.try_into()?),

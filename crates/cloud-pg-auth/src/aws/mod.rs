@@ -8,6 +8,7 @@
 //! signed locally with the current AWS credentials, valid for 15 minutes or until the
 //! credentials expire, whichever comes first.
 
+#[cfg(any(feature = "aws", test))]
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
@@ -88,6 +89,7 @@ pub fn validate_username(user: &str) -> Result<(), ConfigError> {
 }
 
 /// Checks the host that goes into a token and brackets a bare IPv6 address.
+#[cfg(any(feature = "aws", test))]
 pub(crate) fn signing_host(host: &str, setting: &str) -> Result<String, ConfigError> {
     let host = host.trim();
     if host.parse::<Ipv6Addr>().is_ok() {
@@ -117,10 +119,10 @@ pub struct AwsOptions {
     /// The region to sign for (`AWS_REGION`, else `AWS_DEFAULT_REGION`); parsed from an RDS
     /// host name when unset.
     pub region: Option<String>,
-    /// The host name to sign instead of the one connected to (`PGAUTH_AWS_SIGNING_HOST`),
-    /// for SSH tunnels, proxies and jump boxes: the token names the RDS endpoint.
-    pub signing_host: Option<String>,
-    /// The port to sign instead of the one connected to (`PGAUTH_AWS_SIGNING_PORT`).
+    /// The port to sign instead of the one connected to (`PGAUTH_AWS_SIGNING_PORT`), for a
+    /// tunnel whose local port differs from the instance's. There is no signing *host*: the
+    /// token is always made for `host`, the very name TLS verifies; a tunnel or a private
+    /// address goes in `hostaddr` (`PGHOSTADDR`).
     pub signing_port: Option<u16>,
     /// The shared config profile for credentials (`AWS_PROFILE`).
     pub profile: Option<String>,
@@ -132,7 +134,6 @@ pub struct AwsOptions {
 pub const ENV_VARS: &[&str] = &[
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
-    "PGAUTH_AWS_SIGNING_HOST",
     "PGAUTH_AWS_SIGNING_PORT",
     "AWS_PROFILE",
 ];
@@ -159,13 +160,14 @@ impl AwsOptions {
             Some((_, r)) => Some(r.trim().to_string()),
             None => None,
         };
-        let signing_host = match env.get("PGAUTH_AWS_SIGNING_HOST") {
-            Some(h) => {
-                signing_host(h, "PGAUTH_AWS_SIGNING_HOST")?;
-                Some(h.trim().to_string())
-            }
-            None => None,
-        };
+        if env.is_set("PGAUTH_AWS_SIGNING_HOST") {
+            // Signing for one name while TLS verifies another would hand the token to
+            // whoever holds a certificate for the dialled name.
+            return Err(ConfigError::new(
+                "PGAUTH_AWS_SIGNING_HOST",
+                "is no longer supported; put the RDS endpoint name in PGHOST (the token is signed for it and TLS verifies it) and the address to dial, such as a tunnel's 127.0.0.1, in PGHOSTADDR",
+            ));
+        }
         let signing_port = match env.get("PGAUTH_AWS_SIGNING_PORT") {
             Some(p) => Some(
                 p.trim()
@@ -183,13 +185,12 @@ impl AwsOptions {
         };
         Ok(Self {
             region,
-            signing_host,
             signing_port,
             profile: env.get("AWS_PROFILE").map(str::to_string),
         })
     }
 
-    /// The region to sign for: `region`, else parsed from the signing host, else from `host`.
+    /// The region to sign for: `region`, else parsed from `host`.
     ///
     /// # Errors
     ///
@@ -204,20 +205,15 @@ impl AwsOptions {
             }
             return Ok(region.clone());
         }
-        self.signing_host
-            .as_deref()
-            .and_then(region_from_host)
-            .or_else(|| region_from_host(host))
-            .ok_or_else(|| {
-                let signed = self.signing_host.as_deref().unwrap_or(host);
-                ConfigError::new(
-                    "AWS_REGION",
-                    format!(
-                        "cannot tell the aws region: {signed} is not an rds host name \
-                         (*.<region>.rds.amazonaws.com); set AWS_REGION"
-                    ),
-                )
-            })
+        region_from_host(host).ok_or_else(|| {
+            ConfigError::new(
+                "AWS_REGION",
+                format!(
+                    "cannot tell the aws region: {host} is not an rds host name \
+                     (*.<region>.rds.amazonaws.com); set AWS_REGION"
+                ),
+            )
+        })
     }
 }
 
@@ -358,17 +354,9 @@ mod tests {
             }),
         );
         check_env(
-            &[
-                (
-                    "PGAUTH_AWS_SIGNING_HOST",
-                    "db.x.us-east-1.rds.amazonaws.com",
-                ),
-                ("PGAUTH_AWS_SIGNING_PORT", "5432"),
-                ("AWS_PROFILE", "dev"),
-            ],
+            &[("PGAUTH_AWS_SIGNING_PORT", "5432"), ("AWS_PROFILE", "dev")],
             Ok(AwsOptions {
                 region: None,
-                signing_host: Some("db.x.us-east-1.rds.amazonaws.com".into()),
                 signing_port: Some(5432),
                 profile: Some("dev".into()),
             }),
@@ -387,10 +375,13 @@ mod tests {
                 Err(("PGAUTH_AWS_SIGNING_PORT", "from 1 to 65535")),
             );
         }
-        check_env(
-            &[("PGAUTH_AWS_SIGNING_HOST", "db host")],
-            Err(("PGAUTH_AWS_SIGNING_HOST", "not a host name")),
-        );
+        // A token signed for one name while TLS verifies another: refused, hostaddr instead.
+        for host in ["db.x.us-east-1.rds.amazonaws.com", "db host"] {
+            check_env(
+                &[("PGAUTH_AWS_SIGNING_HOST", host)],
+                Err(("PGAUTH_AWS_SIGNING_HOST", "PGHOSTADDR")),
+            );
+        }
     }
 
     fn check_region(options: AwsOptions, host: &str, expected: Result<&str, &str>) {
@@ -415,14 +406,6 @@ mod tests {
             },
             rds,
             Ok("us-west-2"),
-        );
-        check_region(
-            AwsOptions {
-                signing_host: Some("db.abc.sa-east-1.rds.amazonaws.com".into()),
-                ..Default::default()
-            },
-            "127.0.0.1",
-            Ok("sa-east-1"),
         );
         check_region(
             AwsOptions::default(),

@@ -40,7 +40,7 @@ pub struct AwsSource {
 }
 
 impl AwsSource {
-    /// A source that signs for `host:port` (or `PGAUTH_AWS_SIGNING_HOST`/`_PORT`) and `user`
+    /// A source that signs for `host:port` (or `PGAUTH_AWS_SIGNING_PORT`) and `user`
     /// with credentials from the default chain: environment, profile, web identity (IRSA),
     /// ECS/EKS container credentials, EC2 instance metadata.
     ///
@@ -147,10 +147,7 @@ impl AwsSource {
         host: &str,
         port: u16,
     ) -> Result<(String, u16), ConfigError> {
-        let host = match &options.signing_host {
-            Some(h) => signing_host(h, "PGAUTH_AWS_SIGNING_HOST")?,
-            None => signing_host(host, "PGHOST")?,
-        };
+        let host = signing_host(host, "PGHOST")?;
         Ok((host, options.signing_port.unwrap_or(port)))
     }
 }
@@ -223,8 +220,7 @@ impl TokenSource for AwsSource {
                 return Err(TokenError::new(
                     TokenErrorKind::Config,
                     &self.origin,
-                    "aws-sdk-rds could not sign for this host and user; check PGHOST, PGUSER \
-                     and PGAUTH_AWS_SIGNING_HOST",
+                    "aws-sdk-rds could not sign for this host and user; check PGHOST and PGUSER",
                 ));
             }
         };

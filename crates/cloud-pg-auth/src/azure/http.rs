@@ -1,5 +1,6 @@
 //! HTTP plumbing of the Azure source: one client per source, what the last response said
-//! (status, `Retry-After`) for error classification, and the `az` runner.
+//! (status, `Retry-After`) for error classification, every body read with a size limit, and
+//! the `az` runner (its output limited too).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -12,6 +13,9 @@ use azure_core::http::headers::{HeaderName, Headers};
 use azure_core::http::{AsyncRawResponse, HttpClient, Request};
 
 use super::AzureOptions;
+use super::limits::{
+    MAX_CA_FILE, MAX_CLI_OUTPUT, MAX_HTTP_BODY, read_body, read_file, read_stream,
+};
 use crate::error::{ConfigError, Error};
 
 /// Connection set-up never waits longer than this (or the request timeout, if shorter).
@@ -40,10 +44,13 @@ pub(crate) fn build_client(
         builder = builder.no_proxy();
     }
     if let Some(path) = &options.ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
+        let pem = read_file(path, MAX_CA_FILE, "the file").map_err(|e| {
             ConfigError::new(
                 "PGAUTH_AZURE_CA_FILE",
-                format!("cannot read {}: {e}", path.display()),
+                format!(
+                    "cannot read {}: {e}; point it at a PEM file of CA certificates",
+                    path.display()
+                ),
             )
         })?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -82,7 +89,9 @@ tokio::task_local! {
 }
 
 /// Wraps a client and notes each response's status and `Retry-After` in [`LAST_RESPONSE`],
-/// so that errors the SDK reports without them can still be classified.
+/// so that errors the SDK reports without them can still be classified; and reads each body
+/// here, at most [`MAX_HTTP_BODY`] bytes, so that neither the SDK nor our managed identity
+/// client ever collects an unbounded one (a larger body is an error holding `TooLarge`).
 #[derive(Debug)]
 pub(crate) struct RecordingClient {
     inner: Arc<dyn HttpClient>,
@@ -98,12 +107,14 @@ impl RecordingClient {
 impl HttpClient for RecordingClient {
     async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
         let response = self.inner.execute_request(request).await?;
+        let (status, headers, body) = response.deconstruct();
         let facts = ResponseFacts {
-            status: u16::from(response.status()),
-            retry_after: retry_after(response.headers()),
+            status: u16::from(status),
+            retry_after: retry_after(&headers),
         };
         let _ = LAST_RESPONSE.try_with(|slot| *slot.lock().unwrap() = Some(facts));
-        Ok(response)
+        let body = read_body(&headers, body, MAX_HTTP_BODY).await?;
+        Ok(AsyncRawResponse::from_bytes(status, headers, body))
     }
 }
 
@@ -122,7 +133,8 @@ pub(crate) fn retry_after(headers: &Headers) -> Option<Duration> {
 }
 
 /// Runs `az` for [`azure_identity::AzureCliCredential`] with the configured search path and
-/// no stdin, and kills it when the fetch is abandoned (timeout).
+/// no stdin, reads at most [`MAX_CLI_OUTPUT`] bytes of each output stream, and kills it when
+/// it writes more or the fetch is abandoned (timeout).
 pub(crate) struct CliExecutor {
     search_path: Option<OsString>,
 }
@@ -152,6 +164,26 @@ impl azure_identity::Executor for CliExecutor {
         if let Some(path) = &self.search_path {
             command.env("PATH", path);
         }
-        command.output().await
+        let mut child = command.spawn()?;
+        // try_join: the first stream over its limit ends both reads; dropping `child` then
+        // kills the process, which may still be writing.
+        let (stdout, stderr) = tokio::try_join!(
+            read_stream(
+                child.stdout.take(),
+                MAX_CLI_OUTPUT,
+                "the azure cli's output"
+            ),
+            read_stream(
+                child.stderr.take(),
+                MAX_CLI_OUTPUT,
+                "the azure cli's error output"
+            ),
+        )?;
+        let status = child.wait().await?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use azure_core::http::{HttpClient, Method, Request, Url};
 
 use super::http::retry_after;
+use super::limits::{MAX_HTTP_BODY, read_body, too_large_in};
 use super::{ManagedIdentityEndpoint, UserAssigned};
 use crate::Secret;
 use crate::error::{ConfigError, TokenError, TokenErrorKind};
@@ -122,32 +123,39 @@ impl ManagedIdentityClient {
             None => request.insert_header("metadata", "true"),
         }
 
-        let response = self.http.execute_request(&request).await.map_err(|e| {
-            TokenError::new(
-                TokenErrorKind::Transient,
-                origin,
-                format!(
-                    "cannot reach the managed identity endpoint {}",
-                    self.endpoint()
-                ),
-            )
-            .with_cause(e)
-        })?;
-        let status = u16::from(response.status());
-        let retry = retry_after(response.headers());
-        let body = response.into_body().collect().await.map_err(|e| {
-            TokenError::new(
-                TokenErrorKind::Transient,
-                origin,
-                "the managed identity endpoint's answer broke off",
-            )
-            .with_cause(e)
-        })?;
+        let response = self
+            .http
+            .execute_request(&request)
+            .await
+            .map_err(|e| self.read_error(origin, e))?;
+        let (status, headers, body) = response.deconstruct();
+        let status = u16::from(status);
+        let retry = retry_after(&headers);
+        let body = read_body(&headers, body, MAX_HTTP_BODY)
+            .await
+            .map_err(|e| self.read_error(origin, e))?;
         if (200..300).contains(&status) {
             return parse_token(&body, SystemTime::now())
                 .map_err(|message| TokenError::new(TokenErrorKind::Transient, origin, message));
         }
         Err(self.status_error(origin, status, &body, retry))
+    }
+
+    /// No usable answer: unreachable, broken off, or a body over the limit (transient all:
+    /// the cache backs off, and an endpoint that keeps sending too much keeps failing).
+    fn read_error(&self, origin: &str, error: azure_core::Error) -> TokenError {
+        let message = match too_large_in(&error) {
+            Some(too_large) => format!(
+                "the managed identity endpoint {} sent more than a token answer: {too_large}; \
+                 check IDENTITY_ENDPOINT and any proxy in between",
+                self.endpoint()
+            ),
+            None => format!(
+                "cannot reach the managed identity endpoint {}, or its answer broke off",
+                self.endpoint()
+            ),
+        };
+        TokenError::new(TokenErrorKind::Transient, origin, message).with_cause(error)
     }
 
     fn status_error(

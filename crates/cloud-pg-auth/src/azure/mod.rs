@@ -29,10 +29,9 @@
 //!
 //! When none applies, start-up fails with a message that says what each step found.
 
-use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -41,11 +40,19 @@ use crate::env::Env;
 use crate::error::ConfigError;
 use crate::token::TokenDetails;
 
+mod audience;
+mod choice;
 mod jwt;
+#[cfg(any(feature = "azure", test))]
+pub(crate) use choice::{Choice, ManagedIdentityEndpoint};
 pub use jwt::JwtClaims;
 
 #[cfg(feature = "azure")]
+mod federated;
+#[cfg(feature = "azure")]
 mod http;
+#[cfg(feature = "azure")]
+mod limits;
 #[cfg(feature = "azure")]
 mod managed_identity;
 #[cfg(feature = "azure")]
@@ -118,16 +125,6 @@ impl AzureCloud {
             Self::UsGov => "usgov",
             Self::China => "china",
         }
-    }
-
-    /// The cloud whose token audience is the host of `scope`, if it is a known one.
-    fn for_scope(scope: &str) -> Option<Self> {
-        let scope = scope.trim_end_matches('/');
-        let scope = scope.strip_suffix("/.default").unwrap_or(scope);
-        let host = host_of_url(scope)?;
-        Self::ALL
-            .into_iter()
-            .find(|c| host_of_url(c.audience()).is_some_and(|a| a.eq_ignore_ascii_case(host)))
     }
 
     /// The cloud whose authority host `url` is, if it is a known one.
@@ -273,7 +270,9 @@ pub struct AzureOptions {
     pub cloud: AzureCloud,
     /// The credential kind (`PGAUTH_AZURE_CREDENTIAL`).
     pub credential: AzureCredentialKind,
-    /// Overrides the cloud's scope (`PGAUTH_AZURE_SCOPE`).
+    /// Spells out the cloud's scope (`PGAUTH_AZURE_SCOPE`). Only the Azure Database for
+    /// PostgreSQL audience of the cloud is accepted: any other would put a token for another
+    /// service on the wire as a password.
     pub scope: Option<String>,
     /// A user-assigned managed identity. When unset, a managed identity falls back to
     /// `client_id` (as `AZURE_CLIENT_ID` does), then to the system-assigned identity.
@@ -439,10 +438,18 @@ impl AzureOptions {
         Ok(options)
     }
 
-    /// The scope tokens are requested for: `scope`, else the cloud's.
+    /// The scope tokens are requested for: the cloud's, spelled `<audience>/.default` also
+    /// when `scope` names it as a bare audience (the v2 token endpoint needs the suffix); a
+    /// `scope` that is not a database audience is returned as it is, for error messages.
     #[must_use]
     pub fn effective_scope(&self) -> &str {
-        self.scope.as_deref().unwrap_or(self.cloud.scope())
+        match &self.scope {
+            Some(scope) => match AzureCloud::for_scope(scope) {
+                Some(cloud) => cloud.scope(),
+                None => scope,
+            },
+            None => self.cloud.scope(),
+        }
     }
 
     /// The Entra authority: `authority_host`, else the cloud's.
@@ -461,29 +468,7 @@ impl AzureOptions {
     /// A [`ConfigError`] naming the variable to fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(scope) = &self.scope {
-            let valid = !scope.is_empty()
-                && scope
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ".-_:/".contains(c));
-            if !valid {
-                return Err(ConfigError::new(
-                    "PGAUTH_AZURE_SCOPE",
-                    format!(
-                        "{scope:?} is not a valid scope; use one url such as {}",
-                        self.cloud.scope()
-                    ),
-                ));
-            }
-            if let Some(other) = AzureCloud::for_scope(scope).filter(|c| *c != self.cloud) {
-                return Err(ConfigError::new(
-                    "PGAUTH_AZURE_SCOPE",
-                    format!(
-                        "the scope {scope} belongs to the {other} cloud but the cloud is {}; \
-                         set PGAUTH_AZURE_CLOUD={other} or unset PGAUTH_AZURE_SCOPE",
-                        self.cloud
-                    ),
-                ));
-            }
+            audience::check_scope(scope, self.cloud)?;
         }
         if let Some(authority) = &self.authority_host {
             if !authority.starts_with("https://") || host_of_url(authority).is_none() {
@@ -568,215 +553,6 @@ impl AzureOptions {
         self.validate()?;
         self.choose(|| self.find_az()).map(|choice| choice.kind())
     }
-
-    /// What the `auto` chain (or the explicit kind) picks, checking that it has what it needs.
-    /// `az_on_path` finds the `az` program; it is consulted only when the CLI could be picked.
-    pub(crate) fn choose(
-        &self,
-        az_on_path: impl FnOnce() -> Option<PathBuf>,
-    ) -> Result<Choice, ConfigError> {
-        match self.credential {
-            AzureCredentialKind::ManagedIdentity => {
-                self.managed_identity_choice("PGAUTH_AZURE_CREDENTIAL")
-            }
-            AzureCredentialKind::WorkloadIdentity => self.workload_identity_choice(),
-            AzureCredentialKind::ClientSecret => self.client_secret_choice(),
-            AzureCredentialKind::Cli => az_on_path()
-                .map(|program| Choice::Cli { program })
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "PGAUTH_AZURE_CREDENTIAL",
-                        "the azure cli (az) was not found on PATH; install it and run az login, \
-                         or choose another credential with PGAUTH_AZURE_CREDENTIAL",
-                    )
-                }),
-            AzureCredentialKind::Auto => self.auto_choice(az_on_path),
-        }
-    }
-
-    fn auto_choice(
-        &self,
-        az_on_path: impl FnOnce() -> Option<PathBuf>,
-    ) -> Result<Choice, ConfigError> {
-        if self.federated_token_file.is_some() {
-            return self.workload_identity_choice();
-        }
-        if self.identity_endpoint.is_some() || self.managed_identity_opt_in {
-            return self.managed_identity_choice("IDENTITY_ENDPOINT");
-        }
-        if self.client_secret.is_some() {
-            return self.client_secret_choice();
-        }
-        if let Some(program) = az_on_path() {
-            return Ok(Choice::Cli { program });
-        }
-        let secret_note = match (&self.tenant_id, &self.client_id) {
-            (Some(_), Some(_)) => {
-                "AZURE_TENANT_ID and AZURE_CLIENT_ID are set but AZURE_CLIENT_SECRET is not"
-            }
-            _ => "AZURE_CLIENT_SECRET is not set",
-        };
-        Err(ConfigError::new(
-            "PGAUTH_AZURE_CREDENTIAL",
-            format!(
-                "no azure credential is configured (auto looked for, in order: \
-                 workload identity: AZURE_FEDERATED_TOKEN_FILE is not set; \
-                 managed identity: IDENTITY_ENDPOINT is not set and PGAUTH_AZURE_MANAGED_IDENTITY \
-                 is not 1; client secret: {secret_note}; azure cli: az was not found on PATH); \
-                 on an azure vm set PGAUTH_AZURE_MANAGED_IDENTITY=1, on a laptop install the \
-                 azure cli and run az login, or set PGAUTH_AZURE_CREDENTIAL to the credential \
-                 you mean"
-            ),
-        ))
-    }
-
-    fn managed_identity_choice(&self, setting: &str) -> Result<Choice, ConfigError> {
-        let user_assigned = self
-            .managed_identity
-            .clone()
-            .or_else(|| self.client_id.clone().map(UserAssigned::ClientId));
-        let endpoint = match (&self.identity_endpoint, &self.identity_header) {
-            (Some(url), Some(header)) => ManagedIdentityEndpoint::AppService {
-                url: url.clone(),
-                header: header.clone(),
-            },
-            (Some(_), None) => {
-                let setting = if setting == "IDENTITY_ENDPOINT" {
-                    "IDENTITY_HEADER"
-                } else {
-                    setting
-                };
-                return Err(ConfigError::new(
-                    setting,
-                    "IDENTITY_ENDPOINT is set but IDENTITY_HEADER is not: that is an azure arc \
-                     or service fabric managed identity, which is not supported; set \
-                     IDENTITY_HEADER (app service, container apps) or unset IDENTITY_ENDPOINT",
-                ));
-            }
-            (None, _) => ManagedIdentityEndpoint::Imds,
-        };
-        Ok(Choice::ManagedIdentity {
-            endpoint,
-            user_assigned,
-        })
-    }
-
-    fn workload_identity_choice(&self) -> Result<Choice, ConfigError> {
-        let missing = |name: &str| {
-            ConfigError::new(
-                name,
-                format!(
-                    "workload identity needs AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID and \
-                     AZURE_TENANT_ID; {name} is not set (check the pod's azure.workload.identity \
-                     labels and service account)"
-                ),
-            )
-        };
-        Ok(Choice::WorkloadIdentity {
-            token_file: self
-                .federated_token_file
-                .clone()
-                .ok_or_else(|| missing("AZURE_FEDERATED_TOKEN_FILE"))?,
-            client_id: self
-                .client_id
-                .clone()
-                .ok_or_else(|| missing("AZURE_CLIENT_ID"))?,
-            tenant_id: self
-                .tenant_id
-                .clone()
-                .ok_or_else(|| missing("AZURE_TENANT_ID"))?,
-        })
-    }
-
-    fn client_secret_choice(&self) -> Result<Choice, ConfigError> {
-        let missing = |name: &str| {
-            ConfigError::new(
-                name,
-                format!(
-                    "a client secret credential needs AZURE_TENANT_ID, AZURE_CLIENT_ID and \
-                     AZURE_CLIENT_SECRET; {name} is not set"
-                ),
-            )
-        };
-        Ok(Choice::ClientSecret {
-            tenant_id: self
-                .tenant_id
-                .clone()
-                .ok_or_else(|| missing("AZURE_TENANT_ID"))?,
-            client_id: self
-                .client_id
-                .clone()
-                .ok_or_else(|| missing("AZURE_CLIENT_ID"))?,
-            secret: self
-                .client_secret
-                .clone()
-                .ok_or_else(|| missing("AZURE_CLIENT_SECRET"))?,
-        })
-    }
-
-    /// Finds `az` on `cli_search_path` (or the process `PATH`).
-    pub(crate) fn find_az(&self) -> Option<PathBuf> {
-        let path = self
-            .cli_search_path
-            .clone()
-            .or_else(|| std::env::var_os("PATH"))?;
-        find_program(&path, "az")
-    }
-}
-
-/// Where a managed identity asks for tokens.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) enum ManagedIdentityEndpoint {
-    /// App Service / Container Apps: `IDENTITY_ENDPOINT` with the `X-IDENTITY-HEADER` secret.
-    AppService { url: String, header: Secret },
-    /// The VM's instance metadata service.
-    Imds,
-}
-
-impl fmt::Debug for ManagedIdentityEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::AppService { url, .. } => f
-                .debug_struct("AppService")
-                .field("url", url)
-                .finish_non_exhaustive(),
-            Self::Imds => f.write_str("Imds"),
-        }
-    }
-}
-
-/// The credential a source will use, resolved from [`AzureOptions`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Choice {
-    ManagedIdentity {
-        endpoint: ManagedIdentityEndpoint,
-        user_assigned: Option<UserAssigned>,
-    },
-    WorkloadIdentity {
-        token_file: PathBuf,
-        client_id: String,
-        tenant_id: String,
-    },
-    ClientSecret {
-        tenant_id: String,
-        client_id: String,
-        secret: Secret,
-    },
-    Cli {
-        program: PathBuf,
-    },
-}
-
-impl Choice {
-    /// The kind picked.
-    pub(crate) fn kind(&self) -> AzureCredentialKind {
-        match self {
-            Self::ManagedIdentity { .. } => AzureCredentialKind::ManagedIdentity,
-            Self::WorkloadIdentity { .. } => AzureCredentialKind::WorkloadIdentity,
-            Self::ClientSecret { .. } => AzureCredentialKind::ClientSecret,
-            Self::Cli { .. } => AzureCredentialKind::Cli,
-        }
-    }
 }
 
 /// When `user` looks like a GUID and is the token's client id (`appid`) or object id (`oid`),
@@ -845,42 +621,6 @@ fn host_of_url(url: &str) -> Option<&str> {
         None => authority.split(':').next()?,
     };
     (!host.is_empty()).then_some(host)
-}
-
-/// Finds an executable `name` in a `PATH`-style list of directories.
-fn find_program(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {
-    let names: BTreeSet<String> = if cfg!(windows) {
-        [
-            format!("{name}.cmd"),
-            format!("{name}.exe"),
-            name.to_string(),
-        ]
-        .into()
-    } else {
-        [name.to_string()].into()
-    };
-    std::env::split_paths(path)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    if !meta.is_file() {
-        return false;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        meta.permissions().mode() & 0o111 != 0
-    }
-    #[cfg(not(unix))]
-    {
-        true
-    }
 }
 
 #[cfg(test)]

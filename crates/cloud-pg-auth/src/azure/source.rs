@@ -12,14 +12,16 @@ use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, HttpClient, RetryOptions, Transport};
 use azure_identity::{
-    AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredentialOptions,
-    ClientSecretCredential, ClientSecretCredentialOptions, WorkloadIdentityCredential,
-    WorkloadIdentityCredentialOptions,
+    AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredential,
+    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
 };
 
+use super::audience;
+use super::federated::FederatedTokenFile;
 use super::http::{
     CliExecutor, FactsSlot, LAST_RESPONSE, RecordingClient, ResponseFacts, build_client,
 };
+use super::limits::too_large_in;
 use super::managed_identity::{ManagedIdentityClient, RawToken};
 use super::{AzureCredentialKind, AzureOptions, Choice, DEFAULT_TIMEOUT, JwtClaims};
 use crate::error::{ConfigError, Error, TokenError, TokenErrorKind};
@@ -76,7 +78,11 @@ impl AzureSource {
     }
 
     /// A source over a caller-supplied credential. `info` describes it for status output
-    /// (for example `SourceInfo::new("azure").credential_kind("custom")`).
+    /// (for example `SourceInfo::new("azure").credential_kind("custom")`). `scope` must ask for
+    /// a cloud's Azure Database for PostgreSQL audience ([`AzureCloud::scope`]): every token
+    /// is checked against it, and with any other scope every fetch fails.
+    ///
+    /// [`AzureCloud::scope`]: super::AzureCloud::scope
     #[must_use]
     pub fn from_credential(
         credential: Arc<dyn TokenCredential>,
@@ -154,28 +160,22 @@ impl AzureSource {
                 client_id,
                 tenant_id,
             } => {
-                // Options structs grow fields between versions: keep the struct update.
-                #[allow(clippy::needless_update)]
-                let credential =
-                    WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-                        credential_options: ClientAssertionCredentialOptions {
-                            client_options: entra_client_options(options, http(false)?),
-                        },
-                        client_id: Some(client_id.clone()),
-                        tenant_id: Some(tenant_id.clone()),
-                        token_file_path: Some(token_file.clone()),
-                        ..Default::default()
-                    }))
-                    .map_err(|e| {
-                        ConfigError::new(
-                            "AZURE_FEDERATED_TOKEN_FILE",
-                            format!(
-                                "cannot set up workload identity with the token file {}: {}",
-                                token_file.display(),
-                                chain(&e)
-                            ),
-                        )
-                    })?;
+                // The file is read by our assertion, with a size limit (see `federated`).
+                let assertion = FederatedTokenFile::new(&token_file)?;
+                let credential = ClientAssertionCredential::new(
+                    tenant_id.clone(),
+                    client_id.clone(),
+                    assertion,
+                    Some(ClientAssertionCredentialOptions {
+                        client_options: entra_client_options(options, http(false)?),
+                    }),
+                )
+                .map_err(|e| {
+                    ConfigError::new(
+                        "AZURE_TENANT_ID",
+                        format!("cannot set up workload identity: {}", chain(&e)),
+                    )
+                })?;
                 let info = info
                     .identity(format!("client id {client_id}"))
                     .endpoint(token_endpoint(&tenant_id));
@@ -290,7 +290,7 @@ impl TokenSource for AzureSource {
                 ));
             }
         };
-        finish(raw, &self.origin, SystemTime::now())
+        finish(raw, &self.origin, &self.scope, SystemTime::now())
     }
 
     fn info(&self) -> SourceInfo {
@@ -312,11 +312,13 @@ fn entra_client_options(options: &AzureOptions, http: Arc<dyn HttpClient>) -> Cl
     }
 }
 
-/// Checks a token and turns it into an [`AccessToken`]: the expiry is the earlier of the
+/// Checks a token and turns it into an [`AccessToken`]: it must be a JWT for the database
+/// audience of `scope` (else it never leaves this function); the expiry is the earlier of the
 /// endpoint's and the JWT's `exp`; the details come from the JWT claims.
 pub(crate) fn finish(
     raw: RawToken,
     origin: &str,
+    scope: &str,
     now: SystemTime,
 ) -> Result<AccessToken, TokenError> {
     if raw.secret.is_empty() {
@@ -327,6 +329,9 @@ pub(crate) fn finish(
         ));
     }
     let claims = JwtClaims::parse(raw.secret.expose());
+    // Config, not transient: asking again gets the same audience. The cache still backs off.
+    audience::check_token(claims.as_ref(), scope)
+        .map_err(|message| TokenError::new(TokenErrorKind::Config, origin, message))?;
     let expires_at = match claims.as_ref().and_then(JwtClaims::expires_at) {
         Some(exp) => exp.min(raw.expires_on),
         None => raw.expires_on,
@@ -366,6 +371,21 @@ fn classify(
     let status = http_status(&error).or(facts.map(|f| f.status).filter(|s| *s >= 400));
     let retry_after = facts.and_then(|f| f.retry_after);
     let text = chain(&error);
+    if let Some(too_large) = too_large_in(&error) {
+        let message = match kind {
+            Some(AzureCredentialKind::Cli) => {
+                format!("the azure cli gave no usable token: {too_large}")
+            }
+            Some(AzureCredentialKind::WorkloadIdentity) if too_large.what.contains("file") => {
+                format!("{too_large}; check AZURE_FEDERATED_TOKEN_FILE")
+            }
+            _ => format!(
+                "the token endpoint sent more than a token answer: {too_large}; check \
+                 AZURE_AUTHORITY_HOST and any proxy in between"
+            ),
+        };
+        return TokenError::new(TokenErrorKind::Transient, origin, message).with_cause(error);
+    }
     let check = match kind {
         Some(AzureCredentialKind::WorkloadIdentity) => {
             "check AZURE_CLIENT_ID, AZURE_TENANT_ID and the federated credential of the app \

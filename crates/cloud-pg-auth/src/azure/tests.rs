@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -254,8 +255,11 @@ fn options_from_env() {
         }),
     );
     check_from_env(
-        &[("PGAUTH_AZURE_SCOPE", "https://example.test/.default")],
-        Ok(|o| assert_eq!(o.effective_scope(), "https://example.test/.default")),
+        &[(
+            "PGAUTH_AZURE_SCOPE",
+            "https://ossrdbms-aad.database.windows.net",
+        )],
+        Ok(|o| assert_eq!(o.effective_scope(), AzureCloud::Public.scope())),
     );
     check_from_env(
         &[("PGAUTH_AZURE_CREDENTIAL", "kerberos")],
@@ -350,9 +354,34 @@ fn host_and_scope_must_agree_with_the_cloud() {
     );
     check_host(
         "public",
-        Some("https://emulator.test/.default"),
+        Some(AzureCloud::Public.scope()),
         "127.0.0.1",
         Ok(()),
+    );
+}
+
+/// The scopes of other services are refused when the settings are read, with a message that
+/// says to unset the variable; the audience table itself is in `audience::tests`.
+#[test]
+fn scopes_of_other_services_are_refused_at_settings_time() {
+    for scope in [
+        "https://management.azure.com/.default",
+        "https://graph.microsoft.com/.default",
+        "https://database.windows.net/.default",
+        "https://emulator.test/.default",
+        "junk",
+    ] {
+        check_from_env(
+            &[("PGAUTH_AZURE_SCOPE", scope)],
+            Err(("PGAUTH_AZURE_SCOPE", "unset PGAUTH_AZURE_SCOPE")),
+        );
+    }
+    check_from_env(
+        &[("PGAUTH_AZURE_SCOPE", "https://graph.microsoft.com/.default")],
+        Err((
+            "PGAUTH_AZURE_SCOPE",
+            "is not the azure database for postgresql audience",
+        )),
     );
 }
 
