@@ -29,6 +29,33 @@ pub enum Command {
     },
     /// `pgauth sql create-role ...`.
     CreateRole(CreateRole),
+    /// `pgauth proxy ...`.
+    Proxy(ProxyArgs),
+}
+
+/// `pgauth proxy` arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyArgs {
+    /// `--listen ADDR`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--socket DIR`.
+    pub socket: Option<std::path::PathBuf>,
+    /// `--allow-remote`.
+    pub allow_remote: bool,
+    /// `--tls-cert FILE`.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// `--tls-key FILE`.
+    pub tls_key: Option<std::path::PathBuf>,
+    /// `--max-connections N`.
+    pub max_connections: Option<usize>,
+    /// `--connect-timeout SECS`.
+    pub connect_timeout: Option<u64>,
+    /// `--shutdown-timeout SECS`.
+    pub shutdown_timeout: Option<u64>,
+    /// `--database NAME`, repeatable.
+    pub databases: Vec<String>,
+    /// `--print-env`.
+    pub print_env: bool,
 }
 
 /// Parsed command line: the command and the global flags.
@@ -55,6 +82,8 @@ pub enum Topic {
     Doctor,
     /// `pgauth sql create-role`.
     Sql,
+    /// `pgauth proxy`.
+    Proxy,
 }
 
 /// The cloud an administrator creates a role for.
@@ -252,9 +281,18 @@ fn parse_command(args: &[&str], after_dashes: Option<Vec<String>>) -> Result<Com
             no_dashes(Topic::Sql, "sql create-role")?;
             parse_create_role(options).map(Command::CreateRole)
         }
+        "proxy" => {
+            if wants_help {
+                return Ok(Command::Help(Topic::Proxy));
+            }
+            no_dashes(Topic::Proxy, "proxy")?;
+            parse_proxy(tail).map(Command::Proxy)
+        }
         other => Err(usage(
             Topic::Main,
-            format!("unknown command {other:?}; the commands are token, psql, env, doctor and sql"),
+            format!(
+                "unknown command {other:?}; the commands are token, psql, env, doctor, sql and proxy"
+            ),
         )),
     }
 }
@@ -266,6 +304,7 @@ fn topic_named(name: &str) -> Option<Topic> {
         "env" => Topic::Env,
         "doctor" => Topic::Doctor,
         "sql" | "create-role" => Topic::Sql,
+        "proxy" => Topic::Proxy,
         _ => return None,
     })
 }
@@ -422,6 +461,119 @@ fn parse_create_role(args: &[&str]) -> Result<CreateRole, UsageError> {
     })
 }
 
+fn parse_proxy(args: &[&str]) -> Result<ProxyArgs, UsageError> {
+    let mut parsed = ProxyArgs::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i];
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg, None),
+        };
+        match flag {
+            "--allow-remote" | "--print-env" if inline.is_none() => {
+                if flag == "--allow-remote" {
+                    parsed.allow_remote = true;
+                } else {
+                    parsed.print_env = true;
+                }
+                i += 1;
+                continue;
+            }
+            "--listen" | "--socket" | "--tls-cert" | "--tls-key" | "--max-connections"
+            | "--connect-timeout" | "--shutdown-timeout" | "--database" => {}
+            _ => {
+                return Err(usage(
+                    Topic::Proxy,
+                    format!(
+                        "unexpected argument {arg:?}; proxy takes --listen, --socket, --allow-remote, --tls-cert, --tls-key, --max-connections, --connect-timeout, --shutdown-timeout, --database and --print-env"
+                    ),
+                ));
+            }
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                i += 1;
+                args.get(i)
+                    .map(|v| (*v).to_string())
+                    .ok_or_else(|| usage(Topic::Proxy, format!("{flag} needs a value")))?
+            }
+        };
+        let number = |what: &str| -> Result<u64, UsageError> {
+            value.parse::<u64>().map_err(|_| {
+                usage(
+                    Topic::Proxy,
+                    format!("{flag} {value:?}: give {what} as a whole number"),
+                )
+            })
+        };
+        let twice = |taken: bool| -> Result<(), UsageError> {
+            if taken {
+                Err(usage(Topic::Proxy, format!("{flag} is given twice")))
+            } else {
+                Ok(())
+            }
+        };
+        match flag {
+            "--listen" => {
+                twice(parsed.listen.is_some())?;
+                parsed.listen =
+                    Some(crate::proxy::parse_listen(&value).map_err(|m| usage(Topic::Proxy, m))?);
+            }
+            "--socket" => {
+                twice(parsed.socket.is_some())?;
+                parsed.socket = Some(value.into());
+            }
+            "--tls-cert" => {
+                twice(parsed.tls_cert.is_some())?;
+                parsed.tls_cert = Some(value.into());
+            }
+            "--tls-key" => {
+                twice(parsed.tls_key.is_some())?;
+                parsed.tls_key = Some(value.into());
+            }
+            "--max-connections" => {
+                twice(parsed.max_connections.is_some())?;
+                let n = number("a count of sessions")?;
+                if n == 0 {
+                    return Err(usage(Topic::Proxy, "--max-connections must be at least 1"));
+                }
+                parsed.max_connections = Some(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            "--connect-timeout" => {
+                twice(parsed.connect_timeout.is_some())?;
+                let n = number("seconds")?;
+                if n == 0 {
+                    return Err(usage(
+                        Topic::Proxy,
+                        "--connect-timeout must be at least 1 second",
+                    ));
+                }
+                parsed.connect_timeout = Some(n);
+            }
+            "--shutdown-timeout" => {
+                twice(parsed.shutdown_timeout.is_some())?;
+                parsed.shutdown_timeout = Some(number("seconds")?);
+            }
+            _ => {
+                if value.is_empty() {
+                    return Err(usage(Topic::Proxy, "--database needs a name"));
+                }
+                parsed.databases.push(value);
+            }
+        }
+        i += 1;
+    }
+    if parsed.socket.is_some() && parsed.allow_remote {
+        return Err(usage(
+            Topic::Proxy,
+            "--allow-remote is for a tcp address; a Unix socket is local already",
+        ));
+    }
+    Ok(parsed)
+}
+
 /// The text of a help page.
 #[must_use]
 pub fn help(topic: Topic) -> &'static str {
@@ -432,6 +584,7 @@ pub fn help(topic: Topic) -> &'static str {
         Topic::Env => ENV_HELP,
         Topic::Doctor => DOCTOR_HELP,
         Topic::Sql => SQL_HELP,
+        Topic::Proxy => PROXY_HELP,
     }
 }
 
@@ -448,6 +601,8 @@ commands:
   env                   print export lines for libpq tools, PGPASSWORD included
   doctor [--json]       check the set-up step by step and say what to fix
   sql create-role ...   print the SQL an administrator runs to create the login role
+  proxy [options]       a local PostgreSQL endpoint that logs in with fresh tokens (psql, pg_dump,
+                        GUI clients, other languages); --print-env prints the settings to use it
   help [COMMAND]        this text, or a command's
 
 options:
@@ -573,6 +728,52 @@ examples:
   pgauth sql create-role --method azure --name my-app-identity --grant write --database app
   pgauth sql create-role --method azure --name my-app --object-id 6f1b5c1e-1234-4f00-8c4e-0a1b2c3d4e5f
   pgauth sql create-role --method aws --name app_user --grant read --database app | psql -h admin-host
+";
+
+const PROXY_HELP: &str = "\
+usage: pgauth proxy [--listen ADDR | --socket DIR] [--max-connections N] [--connect-timeout SECS]
+                    [--shutdown-timeout SECS] [--database NAME]... [--tls-cert FILE --tls-key FILE]
+                    [--allow-remote] [--print-env]
+
+Accepts PostgreSQL connections on this machine and, for each, logs in to the configured server
+(the same settings and methods as the library and the other commands) with a fresh token over
+verified TLS, then relays the session both ways. Clients connect without a password: they set
+PGHOST, PGPORT, PGUSER and PGDATABASE as --print-env prints. The token never leaves the proxy
+except to the server.
+
+Clients may ask only for the role the proxy logs in as (PGUSER, or the token's identity on
+Azure) and the configured database (PGDATABASE, or the role's name) plus each --database;
+anything else gets a PostgreSQL error (SQLSTATE 28000). Cancels (Ctrl-C in psql,
+pg_cancel_backend) work: the proxy forwards a CancelRequest upstream over TLS for keys it
+handed out.
+
+options:
+  --listen ADDR            IP:PORT or PORT (default 127.0.0.1:5431). 5431 is clear of a local
+                           server (5432), further Debian/Ubuntu clusters (5433 upward), Redshift
+                           (5439) and PgBouncer (6432)
+  --socket DIR             listen on the Unix socket DIR/.s.PGSQL.PORT instead (PORT from
+                           --listen, default 5431); clients use PGHOST=DIR
+  --max-connections N      sessions at once (default 100); one more gets SQLSTATE 53300
+  --connect-timeout SECS   upstream login limit, token included (default PGCONNECT_TIMEOUT or 10)
+  --shutdown-timeout SECS  on SIGINT/SIGTERM, stop accepting and let sessions finish for this
+                           long, then close them (default 30)
+  --database NAME          also serve this database (repeatable)
+  --tls-cert FILE, --tls-key FILE
+                           local TLS (PEM); clients then may use sslmode=require or verify-full
+  --allow-remote           listen on an address other than loopback; needs --tls-cert,
+                           --tls-key and PGAUTH_PROXY_PASSWORD, and clients from other machines
+                           must use TLS
+  --print-env              print the export lines a client needs, and exit
+
+environment: the settings of the other commands (PGHOST, PGAUTH_METHOD, ...);
+PGAUTH_PROXY_PASSWORD, a password clients must give (required with --allow-remote);
+PGAUTH_LOG (default info: one line per connection, never a token).
+
+examples:
+  pgauth proxy
+  eval \"$(pgauth proxy --print-env)\" && psql -c 'select current_user' && pg_dump -Fc > app.dump
+  pgauth proxy --socket /run/pgauth --database reporting
+See docs/proxy.md.
 ";
 
 #[cfg(test)]
@@ -726,6 +927,86 @@ mod tests {
     }
 
     #[test]
+    fn proxy_command_lines() {
+        check("proxy", Ok((Command::Proxy(ProxyArgs::default()), false)));
+        check("proxy --help", Ok((Command::Help(Topic::Proxy), false)));
+        check("help proxy", Ok((Command::Help(Topic::Proxy), false)));
+        check(
+            "proxy --listen 6000 --database a --database=b --max-connections 5 --print-env",
+            Ok((
+                Command::Proxy(ProxyArgs {
+                    listen: Some("127.0.0.1:6000".parse().unwrap()),
+                    databases: vec!["a".into(), "b".into()],
+                    max_connections: Some(5),
+                    print_env: true,
+                    ..ProxyArgs::default()
+                }),
+                false,
+            )),
+        );
+        check(
+            "-q proxy --listen=0.0.0.0:5431 --allow-remote --tls-cert c.pem --tls-key k.pem --connect-timeout 3 --shutdown-timeout 0",
+            Ok((
+                Command::Proxy(ProxyArgs {
+                    listen: Some("0.0.0.0:5431".parse().unwrap()),
+                    allow_remote: true,
+                    tls_cert: Some("c.pem".into()),
+                    tls_key: Some("k.pem".into()),
+                    connect_timeout: Some(3),
+                    shutdown_timeout: Some(0),
+                    ..ProxyArgs::default()
+                }),
+                true,
+            )),
+        );
+        check(
+            "proxy --socket /run/pgauth",
+            Ok((
+                Command::Proxy(ProxyArgs {
+                    socket: Some("/run/pgauth".into()),
+                    ..ProxyArgs::default()
+                }),
+                false,
+            )),
+        );
+    }
+
+    #[test]
+    fn bad_proxy_command_lines_say_what_to_write() {
+        check("proxy --listen", Err(("needs a value", Topic::Proxy)));
+        check(
+            "proxy --listen localhost:5431",
+            Err(("give IP:PORT", Topic::Proxy)),
+        );
+        check(
+            "proxy --listen 1 --listen 2",
+            Err(("given twice", Topic::Proxy)),
+        );
+        check(
+            "proxy --max-connections 0",
+            Err(("at least 1", Topic::Proxy)),
+        );
+        check(
+            "proxy --max-connections many",
+            Err(("whole number", Topic::Proxy)),
+        );
+        check(
+            "proxy --connect-timeout 0",
+            Err(("at least 1 second", Topic::Proxy)),
+        );
+        check("proxy --port 5", Err(("unexpected argument", Topic::Proxy)));
+        check(
+            "proxy --print-env=yes",
+            Err(("unexpected argument", Topic::Proxy)),
+        );
+        check(
+            "proxy --socket /tmp --allow-remote",
+            Err(("local already", Topic::Proxy)),
+        );
+        check("proxy -- x", Err(("after '--'", Topic::Proxy)));
+    }
+
+    #[test]
     fn every_help_page_has_examples() {
         for topic in [
             Topic::Main,
@@ -734,6 +1015,7 @@ mod tests {
             Topic::Env,
             Topic::Doctor,
             Topic::Sql,
+            Topic::Proxy,
         ] {
             assert!(help(topic).contains("examples:"), "{topic:?}");
             assert!(help(topic).contains("usage: pgauth"), "{topic:?}");

@@ -1,6 +1,7 @@
 //! `pgauth`, the command-line tool of cloud-pg-auth: print a token, run psql with one,
-//! print libpq exports, diagnose a login step by step, and print the SQL that creates a
-//! login role. It reads the same settings as the library (see the workspace README).
+//! print libpq exports, diagnose a login step by step, print the SQL that creates a login
+//! role, and run a local PostgreSQL proxy that logs in with fresh tokens (`pgauth proxy`).
+//! It reads the same settings as the library (see the workspace README).
 //!
 //! The commands live here, behind [`run`], so that tests run them in-process with an
 //! environment of their choosing; `main.rs` only wires the process to it.
@@ -8,9 +9,11 @@
 //! Only `pgauth token` prints a token to standard output, and `pgauth env` prints one as
 //! `PGPASSWORD` with a warning; everything else (progress, errors, the doctor's report)
 //! shows claims and names, never the token.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod args;
 pub mod doctor;
+pub mod proxy;
 pub mod redact;
 pub mod session;
 pub mod sql;
@@ -18,12 +21,12 @@ pub mod tlsprobe;
 
 use std::io::Write;
 use std::process::Command as Process;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use cloud_pg_auth::{Env, Error, chain_text, rfc3339};
+use cloud_pg_auth::{Env, Error, Secret, Settings, chain_text, rfc3339};
 use serde_json::json;
 
-use crate::args::{Command, Invocation, Topic};
+use crate::args::{Command, Invocation, ProxyArgs, Topic};
 use crate::session::Session;
 
 /// What the process should do once a command has run.
@@ -58,6 +61,7 @@ pub async fn run(args: &[String], env: &Env, out: &mut dyn Write, err: &mut dyn 
                     Topic::Env => "env ",
                     Topic::Doctor => "doctor ",
                     Topic::Sql => "sql create-role ",
+                    Topic::Proxy => "proxy ",
                 }
             );
             return Outcome::Exit(USAGE);
@@ -136,6 +140,7 @@ pub async fn run(args: &[String], env: &Env, out: &mut dyn Write, err: &mut dyn 
                 Err(e) => fail(err, &e),
             }
         }
+        Command::Proxy(args) => proxy_command(&args, env, out, err, quiet).await,
         Command::Psql { args } => {
             let session = match open(env, &mut progress).await {
                 Ok(s) => s,
@@ -228,6 +233,120 @@ pub fn psql_command(session: &Session, args: &[String]) -> Result<Process, Error
         command.env(name, value);
     }
     Ok(command)
+}
+
+/// `pgauth proxy`: serves until SIGINT or SIGTERM; `--print-env` prints and exits.
+async fn proxy_command(
+    args: &ProxyArgs,
+    env: &Env,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    quiet: bool,
+) -> Outcome {
+    let settings = match Settings::from_env_vars(env) {
+        Ok(s) => s,
+        Err(e) => return fail(err, &Error::Config(e)),
+    };
+    let listen = match (&args.socket, args.listen) {
+        (Some(dir), listen) => proxy::Listen::Unix {
+            dir: dir.clone(),
+            port: listen.map_or(proxy::DEFAULT_PORT, |a| a.port()),
+        },
+        (None, Some(addr)) => proxy::Listen::Tcp(addr),
+        (None, None) => proxy::Listen::default(),
+    };
+    let local_password = env.get(proxy::PASSWORD_VAR).map(Secret::new);
+    if args.print_env {
+        let (user, databases) = match proxy::served(&settings, &args.databases).await {
+            Ok(served) => served,
+            Err(e) => return proxy_fail(err, &e),
+        };
+        let vars = proxy::client_env(&listen, &user, &databases[0], args.tls_cert.is_some());
+        // Nothing inherited (PGSERVICE, PGHOSTADDR, PGPASSWORD...) may send the client elsewhere.
+        for name in session::libpq_vars_to_unset(&vars) {
+            let _ = writeln!(out, "unset {name}");
+        }
+        for (name, value) in vars {
+            let _ = writeln!(out, "export {name}={}", shell_quote(&value));
+        }
+        if local_password.is_some() {
+            let _ = writeln!(
+                err,
+                "pgauth: the proxy asks clients for {}; give it as PGPASSWORD",
+                proxy::PASSWORD_VAR
+            );
+        }
+        return Outcome::Exit(0);
+    }
+    let options = proxy::ProxyOptions {
+        listen: listen.clone(),
+        allow_remote: args.allow_remote,
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        local_password,
+        max_connections: args.max_connections.unwrap_or(100),
+        connect_timeout: args.connect_timeout.map(Duration::from_secs),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout.unwrap_or(30)),
+        databases: args.databases.clone(),
+        ..proxy::ProxyOptions::default()
+    };
+    let proxy = match proxy::Proxy::bind(&settings, options).await {
+        Ok(p) => p,
+        Err(e) => return proxy_fail(err, &e),
+    };
+    let listening = match (&listen, proxy.local_addr()) {
+        (proxy::Listen::Tcp(_), Some(addr)) => addr.to_string(),
+        _ => listen.to_string(),
+    };
+    if !quiet {
+        let _ = writeln!(
+            err,
+            "pgauth: proxy listening on {listening}: role {} to {} at {} ({}); SIGINT or SIGTERM stops it",
+            proxy.user(),
+            proxy.databases().join(", "),
+            proxy.upstream(),
+            proxy.auth_status().method,
+        );
+        let _ = err.flush();
+    }
+    proxy.run_until(shutdown_signal()).await;
+    Outcome::Exit(0)
+}
+
+fn proxy_fail(err: &mut dyn Write, error: &proxy::ProxyError) -> Outcome {
+    match error {
+        proxy::ProxyError::Core(e) => fail(err, e),
+        proxy::ProxyError::Options(_) => {
+            let _ = writeln!(err, "pgauth: {error}");
+            let _ = writeln!(err, "  see: pgauth proxy --help");
+            Outcome::Exit(USAGE)
+        }
+        other => {
+            let _ = writeln!(err, "pgauth: error: {}", chain_text(other));
+            Outcome::Exit(FAILURE)
+        }
+    }
+}
+
+/// SIGINT or SIGTERM, whichever comes first.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn fail(err: &mut dyn Write, error: &Error) -> Outcome {

@@ -6,20 +6,10 @@
 use std::process::ExitCode;
 
 use cloud_pg_auth::Env;
+use cloud_pg_auth_cli::args::{Command, Invocation, parse};
 use cloud_pg_auth_cli::{FAILURE, Outcome, USAGE, run};
 
 fn main() -> ExitCode {
-    // The library's own warnings (a GUID user name, a refused login being retried) are
-    // useful to a person at a terminal; PGAUTH_LOG=debug shows more.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PGAUTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .init();
-
     let mut args = Vec::new();
     for arg in std::env::args_os().skip(1) {
         match arg.into_string() {
@@ -30,10 +20,40 @@ fn main() -> ExitCode {
             }
         }
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The proxy is a long-running service: one info line per connection, with the time,
+    // many sessions on all cores. The other commands live seconds on one thread.
+    let serving = matches!(
+        parse(&args),
+        Ok(Invocation { command: Command::Proxy(ref p), .. }) if !p.print_env
+    );
+
+    // The library's own warnings (a GUID user name, a refused login being retried) are
+    // useful to a person at a terminal; PGAUTH_LOG=debug shows more.
+    let default_filter = if serving {
+        "warn,cloud_pg_auth_cli=info,cloud_pg_auth=info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGAUTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if serving {
+        subscriber.init();
+    } else {
+        subscriber.without_time().init();
+    }
+
+    let runtime = if serving {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    }
+    .enable_all()
+    .build();
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pgauth: cannot start the async runtime: {e}");

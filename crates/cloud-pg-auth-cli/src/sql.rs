@@ -1,36 +1,20 @@
 //! `pgauth sql create-role`: the SQL an administrator runs. Nothing here connects anywhere.
 //!
-//! Every name that reaches the SQL goes through [`quote_ident`] or [`quote_literal`], so a
-//! role called `x"; DROP TABLE t; --` is created under exactly that name and nothing else
-//! runs. The output is two transactions: creating the role, then (connected to the target
-//! database) the grants, guarded so that they fail instead of landing in another database.
+//! Every name that reaches the SQL goes through postgres-protocol's `escape_identifier` or
+//! `escape_literal` (libpq's `PQescapeIdentifier` / `PQescapeLiteral`), so a role called
+//! `x"; DROP TABLE t; --` is created under exactly that name and nothing else runs. The
+//! output is two transactions: creating the role, then (connected to the target database)
+//! the grants, guarded so that they fail instead of landing in another database.
 
 use std::fmt::Write as _;
+
+use postgres_protocol::escape::{escape_identifier, escape_literal};
 
 use crate::args::{CreateRole, Grant, PrincipalType, RoleMethod};
 
 /// PostgreSQL truncates longer identifiers (NAMEDATALEN - 1), which would create a role
 /// whose name no token matches.
 const MAX_IDENT_BYTES: usize = 63;
-
-/// Quotes an identifier the way PostgreSQL's `quote_ident` does, always with double quotes.
-#[must_use]
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Quotes a string literal the way PostgreSQL's `quote_literal` does: doubled single quotes,
-/// and the `E''` form with doubled backslashes when there is a backslash, so the result
-/// means the same whatever `standard_conforming_strings` is.
-#[must_use]
-pub fn quote_literal(value: &str) -> String {
-    let body = value.replace('\'', "''");
-    if value.contains('\\') {
-        format!("E'{}'", body.replace('\\', "\\\\"))
-    } else {
-        format!("'{body}'")
-    }
-}
 
 /// Unicode general category Cf (format characters): invisible, or changing the direction
 /// of the text around them, so a name holding one looks like another name. From
@@ -154,7 +138,7 @@ pub fn create_role(request: &CreateRole) -> Result<String, String> {
     let database = request.database.as_deref().unwrap_or("postgres");
     check_name("--database", "database name", database)?;
 
-    let role = quote_ident(name);
+    let role = escape_identifier(name);
     let mut sql = String::new();
     match request.method {
         RoleMethod::Azure => {
@@ -168,12 +152,12 @@ pub fn create_role(request: &CreateRole) -> Result<String, String> {
                     let _ = writeln!(
                         sql,
                         "-- Looks {} up in the tenant by display name (managed identity, app) or UPN (user).",
-                        quote_literal(name)
+                        escape_literal(name)
                     );
                     let _ = writeln!(
                         sql,
                         "SELECT * FROM pgaadauth_create_principal({}, false, false);",
-                        quote_literal(name)
+                        escape_literal(name)
                     );
                 }
                 Some(oid) => {
@@ -181,9 +165,9 @@ pub fn create_role(request: &CreateRole) -> Result<String, String> {
                     let _ = writeln!(
                         sql,
                         "SELECT * FROM pgaadauth_create_principal_with_oid({}, {}, {}, false, false);",
-                        quote_literal(name),
-                        quote_literal(&oid.to_ascii_lowercase()),
-                        quote_literal(kind.as_str())
+                        escape_literal(name),
+                        escape_literal(&oid.to_ascii_lowercase()),
+                        escape_literal(kind.as_str())
                     );
                 }
             }
@@ -213,8 +197,8 @@ pub fn create_role(request: &CreateRole) -> Result<String, String> {
 }
 
 fn grants(sql: &mut String, role: &str, database: &str, grant: Grant) {
-    let db_ident = quote_ident(database);
-    let db_literal = quote_literal(database);
+    let db_ident = escape_identifier(database);
+    let db_literal = escape_literal(database);
     let _ = writeln!(sql, "-- Privileges, connected to the database {db_ident}.");
     // psql's \connect treats a name with '=' as a connection string and interprets
     // backslashes and quotes: only plain names are written as a meta-command. The guard
@@ -287,8 +271,9 @@ fn grants(sql: &mut String, role: &str, database: &str, grant: Grant) {
 mod tests {
     use super::*;
 
+    // The quoting is postgres-protocol's; these pin the behaviour the SQL above relies on.
     fn check_ident(input: &str, expected: &str) {
-        assert_eq!(quote_ident(input), expected, "{input:?}");
+        assert_eq!(escape_identifier(input), expected, "{input:?}");
     }
 
     #[test]
@@ -298,10 +283,11 @@ mod tests {
         check_ident("x\"; DROP TABLE t; --", "\"x\"\"; DROP TABLE t; --\"");
         check_ident("\"", "\"\"\"\"");
         check_ident("alice@contoso.example", "\"alice@contoso.example\"");
+        check_ident("back\\slash", "\"back\\slash\"");
     }
 
     fn check_literal(input: &str, expected: &str) {
-        assert_eq!(quote_literal(input), expected, "{input:?}");
+        assert_eq!(escape_literal(input), expected, "{input:?}");
     }
 
     #[test]
@@ -311,9 +297,13 @@ mod tests {
             "Robert'); DROP TABLE t; --",
             "'Robert''); DROP TABLE t; --'",
         );
-        check_literal("a\\b", "E'a\\\\b'");
-        check_literal("a\\'b", "E'a\\\\''b'");
+        // A backslash gives the E'' form (the same meaning whatever
+        // standard_conforming_strings is), after a space so that it cannot glue onto a
+        // preceding identifier.
+        check_literal("a\\b", " E'a\\\\b'");
+        check_literal("a\\'b", " E'a\\\\''b'");
         check_literal("", "''");
+        check_literal("\"x\"", "'\"x\"'");
     }
 
     fn request(method: RoleMethod, name: &str) -> CreateRole {
@@ -448,6 +438,19 @@ mod tests {
             request(RoleMethod::Azure, "my-app"),
             &["SELECT * FROM pgaadauth_create_principal('my-app', false, false);"],
             &["GRANT", "\\connect"],
+        );
+        check_sql(
+            CreateRole {
+                grant: Some(Grant::Read),
+                database: Some("db\\x".into()),
+                ..request(RoleMethod::Azure, "dom\\user")
+            },
+            &[
+                "pgaadauth_create_principal( E'dom\\\\user', false, false);",
+                "IF current_database() <>  E'db\\\\x' THEN",
+                "GRANT CONNECT ON DATABASE \"db\\x\" TO \"dom\\user\";",
+            ],
+            &["\\connect"],
         );
         check_sql(
             CreateRole {

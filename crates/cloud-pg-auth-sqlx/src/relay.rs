@@ -16,11 +16,8 @@ use std::time::Duration;
 
 use cloud_pg_auth::net::{Endpoint, open_upstream};
 use cloud_pg_auth::tls::TlsPolicy;
-use sqlx::postgres::PgConnectOptions;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
-
-use crate::Error;
 
 #[cfg(unix)]
 type StdListener = std::os::unix::net::UnixListener;
@@ -41,6 +38,15 @@ pub(crate) const CANNOT_CONNECT_NOW: &str = "57P03";
 
 /// One TLS record; the splice's buffer per direction.
 const SPLICE_BUFFER: usize = 16 * 1024;
+
+/// The relay could not be started. Each sqlx version's `Error::Relay` carries it (the relay is
+/// compiled once, for both).
+#[derive(Debug)]
+pub(crate) struct RelayError {
+    /// The socket path or directory.
+    pub(crate) place: String,
+    pub(crate) source: io::Error,
+}
 
 /// The relay of one engine. Dropping it stops accepting and removes the socket directory.
 pub(crate) struct Relay {
@@ -83,7 +89,7 @@ impl Relay {
         endpoint: Endpoint,
         policy: TlsPolicy,
         connect_timeout: Option<Duration>,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, RelayError> {
         let shared = Arc::new(Shared {
             endpoint,
             policy,
@@ -136,21 +142,22 @@ impl Relay {
         }
     }
 
-    /// `options` pointed at the relay, without TLS (the relay does it).
-    pub(crate) fn route(&self, options: PgConnectOptions) -> PgConnectOptions {
-        #[cfg(unix)]
-        {
-            options.socket(&self.dir).port(self.shared.endpoint.port())
-        }
-        #[cfg(not(unix))]
-        {
-            options.host("127.0.0.1").port(self.local_port)
-        }
+    /// Where sqlx connects: the socket directory, with the server's port in the socket's
+    /// name (`.s.PGSQL.<port>`).
+    #[cfg(unix)]
+    pub(crate) fn socket_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Where sqlx connects: this port on 127.0.0.1.
+    #[cfg(not(unix))]
+    pub(crate) fn local_port(&self) -> u16 {
+        self.local_port
     }
 
     /// Starts accepting on the current runtime unless the relay runs already (again after
     /// the runtime that ran it is gone) or was stopped.
-    pub(crate) fn ensure_running(&self) -> Result<(), Error> {
+    pub(crate) fn ensure_running(&self) -> Result<(), RelayError> {
         let mut state = self.state.lock().unwrap();
         if state.task.as_ref().is_some_and(|task| !task.is_finished()) {
             return Ok(());
@@ -253,8 +260,8 @@ impl RelayProbe {
     }
 }
 
-fn relay_error(place: &std::path::Path, source: io::Error) -> Error {
-    Error::Relay {
+fn relay_error(place: &std::path::Path, source: io::Error) -> RelayError {
+    RelayError {
         place: place.display().to_string(),
         source,
     }

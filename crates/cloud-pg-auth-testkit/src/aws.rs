@@ -10,7 +10,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit as _, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::util::{civil_from_days, days_from_civil, unix};

@@ -1,5 +1,5 @@
 #![doc = include_str!("../README.md")]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
 pub mod aws;
@@ -11,6 +11,7 @@ mod connect;
 pub mod env;
 mod error;
 #[cfg(feature = "tokio-postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
 pub mod migrate;
 pub mod net;
 mod secret;
@@ -18,6 +19,7 @@ pub mod settings;
 mod source;
 mod status;
 #[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 pub mod tls;
 mod token;
@@ -25,6 +27,7 @@ mod token;
 pub use auth::{Auth, AuthOptions, source_from_settings};
 pub use cache::{CacheOptions, RefreshPolicy, RefreshTask, TokenCache};
 #[cfg(feature = "tokio-postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
 pub use connect::{ConnectorStats, PgConnector, RawConnection};
 pub use env::Env;
 pub use error::{BoxError, ConfigError, Error, TokenError, TokenErrorKind, chain_text};
@@ -35,4 +38,5 @@ pub use status::{AuthStatus, EngineStatus, PoolStatus, rfc3339};
 pub use token::{AccessToken, TokenDetails, UsernameSource};
 
 #[cfg(feature = "tokio-postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
 pub use tokio_postgres;

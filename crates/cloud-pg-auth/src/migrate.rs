@@ -374,6 +374,7 @@ fn parse_file_name(file: &str) -> Result<(i64, String), String> {
 /// let migrations = cloud_pg_auth::migrations!["../migrations/V1__create_notes.sql"]?;
 /// ```
 #[macro_export]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
 macro_rules! migrations {
     ($($path:literal),* $(,)?) => {
         $crate::migrate::Migrations::from_files([$(($path, include_str!($path))),*])

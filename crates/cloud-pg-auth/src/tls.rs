@@ -369,6 +369,7 @@ impl ServerCertVerifier for NoCheck {
 }
 
 #[cfg(feature = "tokio-postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
 pub use pg::{MakeRustls, Stream};
 
 #[cfg(feature = "tokio-postgres")]

@@ -1,6 +1,7 @@
 //! The AWS token source: the environment step from the settings snapshot, signing host and
 //! port overrides, and aws-config's default chain fetching ECS/EKS container credentials from a
-//! local endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:PORT/...).
+//! local endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:PORT/...) or running a
+//! profile's `credential_process`.
 //!
 //! aws-config reads the process environment itself, and this crate forbids `unsafe` (so no
 //! `set_var`): the chain cases run in a child process of this test binary, started with a
@@ -174,6 +175,8 @@ fn loading_from_a_settings_snapshot() {
 // The default chain, in a child process.
 
 const CHILD: &str = "PGAUTH_TEST_AWS_CHAIN_CHILD";
+/// How many fetches the child makes before the one it reports.
+const EARLIER_FETCHES: &str = "PGAUTH_TEST_AWS_CHAIN_EARLIER_FETCHES";
 
 /// A one-response-per-request HTTP server on 127.0.0.1 answering by path.
 struct Server {
@@ -230,7 +233,7 @@ fn rfc3339(secs: u64) -> String {
     cloud_pg_auth::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// In the child: load from the process environment, fetch once, print what happened.
+/// In the child: load from the process environment, fetch, print what happened.
 fn child_main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -252,6 +255,11 @@ fn child_main() {
             source.info().credential_kind.as_deref(),
             Some("default-chain")
         );
+        // Earlier fetches of the same source, when the parent asks for them.
+        let earlier: usize = std::env::var(EARLIER_FETCHES).map_or(0, |n| n.parse().unwrap());
+        for _ in 0..earlier {
+            source.fetch().await.unwrap();
+        }
         match source.fetch().await {
             Ok(token) => {
                 let q = query(token.secret().expose());
@@ -281,25 +289,20 @@ fn child_main() {
     }
 }
 
-fn run_child(server: &Server, path: &str) -> String {
+/// Runs the test `test` of this binary as the child, in a clean environment: no EC2 instance
+/// metadata, no profile files, then `vars` (which may name files).
+fn run_child(test: &str, vars: &[(&str, String)]) -> String {
     let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "the_default_chain_reads_container_credentials",
-            "--exact",
-            "--nocapture",
-        ])
+        .args([test, "--exact", "--nocapture"])
         .env_clear()
         .env(CHILD, "1")
-        .env(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            format!("http://{}{path}", server.addr),
-        )
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/nonexistent/pgauth-test/config")
         .env(
             "AWS_SHARED_CREDENTIALS_FILE",
             "/nonexistent/pgauth-test/credentials",
         )
+        .envs(vars.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -309,7 +312,7 @@ fn run_child(server: &Server, path: &str) -> String {
         .map(str::to_string)
         .unwrap_or_else(|| {
             panic!(
-                "{path}: the child printed no result\nstdout: {stdout}\nstderr: {}",
+                "{vars:?}: the child printed no result\nstdout: {stdout}\nstderr: {}",
                 String::from_utf8_lossy(&output.stderr)
             )
         })
@@ -368,7 +371,13 @@ fn the_default_chain_reads_container_credentials() {
         }),
     ];
     for (path, check) in cases {
-        let line = run_child(&server, path);
+        let line = run_child(
+            "the_default_chain_reads_container_credentials",
+            &[(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                format!("http://{}{path}", server.addr),
+            )],
+        );
         assert!(!line.contains("container-secret-do-not-print"), "{line}");
         check(&line);
     }
@@ -379,6 +388,123 @@ fn the_default_chain_reads_container_credentials() {
             "{path} was not asked: {paths:?}"
         );
     }
+}
+
+/// The profile docs/aws.md shows for AWS IAM Identity Center (SSO): aws-config is built
+/// without its `sso` feature, so an SSO profile is read through `credential_process` and
+/// `aws configure export-credentials --format process`. A script stands in for `aws`: it
+/// checks its arguments, notes the call and prints what the AWS CLI prints.
+#[test]
+fn the_default_chain_runs_a_profiles_credential_process() {
+    if std::env::var_os(CHILD).is_some() {
+        child_main();
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let aws = dir.path().join("aws");
+    let calls = dir.path().join("calls");
+    let creds = dir.path().join("creds.json");
+    std::fs::write(
+        &aws,
+        format!(
+            "#!/bin/sh\n\
+             printf '%s\\n' \"$*\" >> '{calls}'\n\
+             if [ \"$*\" != 'configure export-credentials --profile sso-profile --format process' ]; then\n\
+             \techo \"unexpected arguments: $*\" >&2; exit 2\n\
+             fi\n\
+             cat '{creds}'\n",
+            calls = calls.display(),
+            creds = creds.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&aws, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile sso-profile]\n\
+             sso_session = my-sso\n\
+             sso_account_id = 111122223333\n\
+             sso_role_name = DatabaseUser\n\
+             \n\
+             [sso-session my-sso]\n\
+             sso_start_url = https://my-sso-portal.awsapps.com/start\n\
+             sso_region = us-east-1\n\
+             sso_registration_scopes = sso:account:access\n\
+             \n\
+             [profile db]\n\
+             credential_process = {} configure export-credentials --profile sso-profile --format process\n",
+            aws.display()
+        ),
+    )
+    .unwrap();
+    let now = now_secs();
+    // `aws configure export-credentials --format process` prints this, an offset and all.
+    let write_creds = |expiration: u64| {
+        let json = serde_json::json!({
+            "Version": 1,
+            "AccessKeyId": "ASIAPROCESS",
+            "SecretAccessKey": "process-secret-do-not-print",
+            "SessionToken": "process-session",
+            "Expiration": rfc3339(expiration).replace('Z', "+00:00"),
+        });
+        std::fs::write(&creds, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    };
+    let vars = |profile: &str, earlier_fetches: usize| {
+        [
+            ("AWS_CONFIG_FILE", config.display().to_string()),
+            ("AWS_PROFILE", profile.to_string()),
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            (EARLIER_FETCHES, earlier_fetches.to_string()),
+        ]
+    };
+    let test = "the_default_chain_runs_a_profiles_credential_process";
+    let long_expiry = now + 6 * 3600;
+    type Check<'a> = &'a dyn Fn(&str);
+    // (profile, the credentials' expiry, fetches before the one checked, check)
+    let cases: [(&str, Option<u64>, usize, Check<'_>); 3] = [
+        ("db", Some(long_expiry), 1, &|line: &str| {
+            assert!(line.starts_with("OK credential=ASIAPROCESS/"), "{line}");
+            assert!(line.contains("/us-west-2/rds-db/aws4_request"), "{line}");
+            assert!(line.contains("security_token=process-session"), "{line}");
+            // 900 s after signing, which was after `now`: not the credentials' expiry.
+            let expires: u64 = line.rsplit('=').next().unwrap().parse().unwrap();
+            assert!((now + 900..long_expiry).contains(&expires), "{line}");
+        }),
+        ("db", Some(now + 400), 0, &|line: &str| {
+            // The credentials expire before the 15 minutes are up: their Expiration wins.
+            assert!(line.ends_with(&format!("expires={}", now + 400)), "{line}");
+        }),
+        ("sso-profile", None, 0, &|line: &str| {
+            // The SSO profile itself needs aws-config's `sso` feature, which is not built
+            // (the docs say so and point here).
+            assert!(line.starts_with("ERR kind=Config"), "{line}");
+            assert!(line.contains("feature(s) enabled: sso"), "{line}");
+            assert!(
+                line.contains("credential_process"),
+                "the error says what works: {line}"
+            );
+        }),
+    ];
+    for (profile, expiration, earlier_fetches, check) in &cases {
+        if let Some(expiration) = expiration {
+            write_creds(*expiration);
+        }
+        let line = run_child(test, &vars(profile, *earlier_fetches));
+        assert!(!line.contains("process-secret-do-not-print"), "{line}");
+        check(&line);
+    }
+    // The process ran for every fetch through the `db` profile (3: aws-config keeps no
+    // credentials from it, so a renewed SSO session counts at the next fetch), with the
+    // documented arguments.
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        calls,
+        "configure export-credentials --profile sso-profile --format process\n".repeat(3)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -989,6 +989,12 @@ pub struct Report {
     pub rust_opens_per_s: Option<f64>,
     /// It in detail.
     pub rust_opens: Option<Opens>,
+    /// Open time and pooled query round trip, every adapter in one phase.
+    pub latency: Option<crate::latency::Latency>,
+    /// `pgauth proxy` ÷ direct: `proxy_pgbench_select_ratio`, `proxy_open_ratio` and their
+    /// raw figures, as top-level keys.
+    #[serde(flatten)]
+    pub proxy: crate::bench_proxy::ProxyFigures,
     /// The sizes used.
     pub sizes: Sizes,
     /// What `--quick` reduced, `name: full -> quick`.

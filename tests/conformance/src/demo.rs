@@ -16,7 +16,7 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(4);
 /// One row of `target/xtask/demo.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoRow {
-    /// `deadpool`, `bb8`, `diesel-async` or `sqlx`.
+    /// `deadpool`, `bb8`, `diesel-async`, `sqlx` or `sqlx-0.8`.
     pub adapter: &'static str,
     /// `azure-managed-identity`, `azure-workload-identity`, `aws-iam` or `password`.
     pub method: &'static str,
@@ -66,7 +66,7 @@ async fn steps<A: Adapter>(
     progress: &(dyn Fn(String) + Sync),
 ) -> Result<(), BoxError> {
     let say = |step: &str| progress(format!("{:<13} {:<24} {step}", A::NAME, method.name()));
-    let db = format!("demo_{}_{}", A::NAME, method.name()).replace('-', "_");
+    let db = format!("demo_{}_{}", A::NAME, method.name()).replace(['-', '.'], "_");
     let settings = method.settings_in_new_database(emulator, &db).await?;
     let role = method.expected_role(emulator);
 

@@ -34,12 +34,14 @@ impl Default for EngineOptions {
 /// One adapter as the scenarios see it. Errors are boxed so scenarios can read their chains.
 #[async_trait]
 pub trait Adapter: Send + Sync + 'static {
-    /// `deadpool`, `bb8`, `diesel-async` or `sqlx`.
+    /// `deadpool`, `bb8`, `diesel-async`, `sqlx` (sqlx 0.9) or `sqlx-0.8`.
     const NAME: &'static str;
     /// The adapter's pooled engine.
     type Pooled: Send + Sync + 'static;
     /// The adapter's migration engine.
     type Migration: Send + Sync + 'static;
+    /// A connection checked out of the pool and kept across calls.
+    type Held: Send + 'static;
 
     /// A pooled engine built from settings, with its own credential.
     async fn pooled(settings: Settings, options: EngineOptions) -> Result<Self::Pooled, BoxError>;
@@ -54,6 +56,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// Checks out a connection that the pool opens for this call, returns `SELECT
     /// current_user` and discards the connection, so the next call opens another.
     async fn current_user_on_new_connection(engine: &Self::Pooled) -> Result<String, BoxError>;
+    /// Checks out a connection to keep (returned to the pool when dropped).
+    async fn hold(engine: &Self::Pooled) -> Result<Self::Held, BoxError>;
+    /// `SELECT 1` on a held connection: one round trip once the connection has prepared the
+    /// statement (the first call prepares it).
+    async fn select_one(held: &mut Self::Held) -> Result<(), BoxError>;
     /// The engine's status.
     fn status(engine: &Self::Pooled) -> EngineStatus;
     /// `format!("{engine:?}")`.
@@ -76,7 +83,9 @@ pub trait Adapter: Send + Sync + 'static {
 
 pub mod adapters;
 pub mod bench;
+pub mod bench_proxy;
 pub mod demo;
+pub mod latency;
 pub mod scenarios;
 
 use cloud_pg_auth::Env;

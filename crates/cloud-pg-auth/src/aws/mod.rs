@@ -18,6 +18,7 @@ use crate::error::ConfigError;
 #[cfg(feature = "aws")]
 mod source;
 #[cfg(feature = "aws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub use source::AwsSource;
 
 /// How long an RDS IAM token is valid at most.

@@ -267,6 +267,19 @@ fn static_credentials(env: &Env) -> Result<Option<Credentials>, ConfigError> {
 }
 
 fn credentials_error(error: CredentialsError, origin: &str) -> TokenError {
+    // aws-config is built without its `sso` feature; say what works instead of only
+    // "feature not enabled".
+    if crate::error::chain_text(&error).contains("sso") {
+        return TokenError::new(
+            TokenErrorKind::Config,
+            origin,
+            "this profile uses aws sso, which this build does not read directly; give the \
+             profile `credential_process = aws configure export-credentials --profile \
+             <sso-profile> --format process` (see docs/aws.md) and keep running \
+             `aws sso login`",
+        )
+        .with_cause(error);
+    }
     let (kind, message) = match &error {
         CredentialsError::CredentialsNotLoaded(_) => (
             TokenErrorKind::Config,

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_core::http::headers::{HeaderName, Headers};
+use azure_core::http::headers::{Headers, RETRY_AFTER, RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS};
+use azure_core::http::policies::get_retry_after;
 use azure_core::http::{AsyncRawResponse, HttpClient, Request};
+use azure_core::time::OffsetDateTime;
 
 use super::AzureOptions;
 use super::limits::{
@@ -118,18 +120,23 @@ impl HttpClient for RecordingClient {
     }
 }
 
-/// The server's advice on when to retry: `Retry-After` in seconds, or the millisecond
-/// variants Azure services send. HTTP dates are ignored (the cache's backoff applies).
+/// The server's advice on when to retry: `Retry-After` in seconds or as an HTTP date (the
+/// time left until then, zero once it has passed), or the millisecond variants Azure
+/// services send, in azure_core's order. azure_core's parser reads them.
 pub(crate) fn retry_after(headers: &Headers) -> Option<Duration> {
-    let get = |name: &'static str| headers.get_optional_str(&HeaderName::from_static(name));
-    for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-        if let Some(ms) = get(name).and_then(|v| v.trim().parse::<u64>().ok()) {
-            return Some(Duration::from_millis(ms));
-        }
-    }
-    get("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+    retry_after_at(headers, OffsetDateTime::now_utc)
+}
+
+/// [`retry_after`] with `now` for the clock (tests).
+fn retry_after_at(headers: &Headers, now: fn() -> OffsetDateTime) -> Option<Duration> {
+    // One header at a time: azure_core stops at the first header it can read, and a
+    // negative value (which std's Duration cannot hold) should not hide the next one.
+    [X_MS_RETRY_AFTER_MS, RETRY_AFTER_MS, RETRY_AFTER]
+        .iter()
+        .find_map(|name| {
+            get_retry_after(headers, now, std::slice::from_ref(name))
+                .and_then(|after| Duration::try_from(after).ok())
+        })
 }
 
 /// Runs `az` for [`azure_identity::AzureCliCredential`] with the configured search path and
@@ -185,5 +192,93 @@ impl azure_identity::Executor for CliExecutor {
             stdout,
             stderr,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use azure_core::http::headers::HeaderName;
+
+    use super::*;
+
+    /// Wednesday 21 October 2015, 07:28:00 UTC.
+    fn fixed_now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_445_412_480).unwrap()
+    }
+
+    fn check(pairs: &[(&'static str, &str)], expected: Option<Duration>) {
+        let mut headers = Headers::new();
+        for (name, value) in pairs {
+            headers.insert(HeaderName::from_static(name), value.to_string());
+        }
+        assert_eq!(retry_after_at(&headers, fixed_now), expected, "{pairs:?}");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_dates_and_milliseconds() {
+        let secs = Duration::from_secs;
+        check(&[], None);
+        check(&[("retry-after", "7")], Some(secs(7)));
+        check(&[("retry-after", "0")], Some(Duration::ZERO));
+        // An HTTP date (IMF-fixdate): the time left until then, none once it has passed.
+        check(
+            &[("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT")],
+            Some(secs(30)),
+        );
+        check(
+            &[("retry-after", "Thu, 22 Oct 2015 07:28:00 GMT")],
+            Some(secs(86_400)),
+        );
+        check(
+            &[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")],
+            Some(Duration::ZERO),
+        );
+        check(
+            &[("retry-after", "Tue, 20 Oct 2015 07:28:00 GMT")],
+            Some(Duration::ZERO),
+        );
+        check(
+            &[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")],
+            Some(secs(253_402_300_799 - 1_445_412_480)),
+        );
+        // Huge numbers: as large as the server says (the cache caps them), or none beyond i64.
+        check(
+            &[("retry-after", "9223372036854775807")],
+            Some(secs(i64::MAX.unsigned_abs())),
+        );
+        check(&[("retry-after", "18446744073709551616")], None);
+        check(
+            &[("retry-after-ms", "9223372036854775807")],
+            Some(Duration::from_millis(i64::MAX.unsigned_abs())),
+        );
+        // The millisecond headers come first.
+        check(
+            &[("retry-after-ms", "1500"), ("retry-after", "7")],
+            Some(Duration::from_millis(1500)),
+        );
+        check(
+            &[("x-ms-retry-after-ms", "250"), ("retry-after-ms", "1500")],
+            Some(Duration::from_millis(250)),
+        );
+        // Junk, negative values and dates in other forms are no hint; the next header counts.
+        for junk in [
+            "",
+            "soon",
+            "-5",
+            "1.5",
+            "7s",
+            "Wed, 21 Oct 2015 07:28:30 PST",
+            "Wednesday, 21-Oct-15 07:28:30 GMT",
+            "2015-10-21T07:28:30Z",
+            "Wed, 32 Oct 2015 07:28:30 GMT",
+        ] {
+            check(&[("retry-after", junk)], None);
+            check(
+                &[("retry-after-ms", junk), ("retry-after", "7")],
+                Some(secs(7)),
+            );
+        }
+        // Dates are for Retry-After only; the millisecond headers are numbers.
+        check(&[("retry-after-ms", "Wed, 21 Oct 2015 07:28:30 GMT")], None);
     }
 }

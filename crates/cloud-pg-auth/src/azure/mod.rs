@@ -58,6 +58,7 @@ mod managed_identity;
 #[cfg(feature = "azure")]
 mod source;
 #[cfg(feature = "azure")]
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 pub use source::AzureSource;
 
 /// An Azure cloud: decides the token scope, the Entra authority and the server host suffix.
@@ -410,12 +411,7 @@ impl AzureOptions {
         };
         let managed_identity_opt_in = match env.get("PGAUTH_AZURE_MANAGED_IDENTITY") {
             None => false,
-            Some(v) => parse_bool(v).ok_or_else(|| {
-                ConfigError::new(
-                    "PGAUTH_AZURE_MANAGED_IDENTITY",
-                    format!("expected 1 or 0 (true or false), not {v:?}"),
-                )
-            })?,
+            Some(v) => crate::settings::parse_bool("PGAUTH_AZURE_MANAGED_IDENTITY", v)?,
         };
         let options = Self {
             cloud,
@@ -600,14 +596,6 @@ fn looks_like_guid(s: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
 }
 
 /// The host of an `http(s)://host[:port]/...` URL, without parsing anything else.

@@ -271,7 +271,7 @@ fn options_from_env() {
     );
     check_from_env(
         &[("PGAUTH_AZURE_MANAGED_IDENTITY", "maybe")],
-        Err(("PGAUTH_AZURE_MANAGED_IDENTITY", "expected 1 or 0")),
+        Err(("PGAUTH_AZURE_MANAGED_IDENTITY", "not a boolean; use 1 or 0")),
     );
     check_from_env(
         &[("PGAUTH_AZURE_SCOPE", "https://a b/.default")],

@@ -28,11 +28,20 @@ fn with_options(builder: PooledEngineBuilder, options: EngineOptions) -> PooledE
         .connection_timeout(options.connection_timeout)
 }
 
+/// A held connection and its `SELECT 1`, prepared on first use (bb8's client has no
+/// statement cache).
+#[derive(Debug)]
+pub struct Held {
+    connection: cloud_pg_auth_bb8::Connection<'static>,
+    statement: Option<cloud_pg_auth::tokio_postgres::Statement>,
+}
+
 #[async_trait]
 impl Adapter for Bb8 {
     const NAME: &'static str = "bb8";
     type Pooled = PooledEngine;
     type Migration = Migration;
+    type Held = Held;
 
     async fn pooled(settings: Settings, options: EngineOptions) -> Result<PooledEngine, BoxError> {
         Ok(with_options(PooledEngine::builder(settings), options)
@@ -61,6 +70,25 @@ impl Adapter for Bb8 {
         // (the same connector and credential), outside the pool, and drop it.
         let client = engine.pool().dedicated_connection().await?;
         select_current_user(&client).await
+    }
+
+    async fn hold(engine: &PooledEngine) -> Result<Held, BoxError> {
+        Ok(Held {
+            connection: engine.get_owned().await?,
+            statement: None,
+        })
+    }
+
+    async fn select_one(held: &mut Held) -> Result<(), BoxError> {
+        let statement = match &held.statement {
+            Some(statement) => statement.clone(),
+            None => held
+                .statement
+                .insert(held.connection.prepare("SELECT 1").await?)
+                .clone(),
+        };
+        held.connection.query_one(&statement, &[]).await?;
+        Ok(())
     }
 
     fn status(engine: &PooledEngine) -> EngineStatus {

@@ -34,6 +34,7 @@ impl Adapter for Deadpool {
     const NAME: &'static str = "deadpool";
     type Pooled = PooledEngine;
     type Migration = Migration;
+    type Held = cloud_pg_auth_deadpool::Connection;
 
     async fn pooled(settings: Settings, options: EngineOptions) -> Result<PooledEngine, BoxError> {
         Ok(with_options(PooledEngine::builder(settings), options)
@@ -64,6 +65,17 @@ impl Adapter for Deadpool {
         let user = select_current_user(&client).await;
         drop(Object::take(client));
         user
+    }
+
+    async fn hold(engine: &PooledEngine) -> Result<Self::Held, BoxError> {
+        Ok(engine.get().await?)
+    }
+
+    async fn select_one(held: &mut Self::Held) -> Result<(), BoxError> {
+        // deadpool-postgres's statement cache, like sqlx's: prepared once per connection.
+        let statement = held.prepare_cached("SELECT 1").await?;
+        held.query_one(&statement, &[]).await?;
+        Ok(())
     }
 
     fn status(engine: &PooledEngine) -> EngineStatus {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::{Adapter, EngineOptions};
 use async_trait::async_trait;
 use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
-use cloud_pg_auth_diesel_async::diesel::sql_types::Text;
+use cloud_pg_auth_diesel_async::diesel::sql_types::{Integer, Text};
 use cloud_pg_auth_diesel_async::diesel_async::RunQueryDsl;
 use cloud_pg_auth_diesel_async::diesel_migrations::{self, EmbeddedMigrations, embed_migrations};
 use cloud_pg_auth_diesel_async::{
@@ -38,6 +38,7 @@ impl Adapter for DieselAsync {
     const NAME: &'static str = "diesel-async";
     type Pooled = PooledEngine;
     type Migration = MigrationEngine;
+    type Held = Connection;
 
     async fn pooled(settings: Settings, options: EngineOptions) -> Result<PooledEngine, BoxError> {
         Ok(with_options(PooledEngine::builder(settings), options)
@@ -70,6 +71,17 @@ impl Adapter for DieselAsync {
             connection,
         ));
         user
+    }
+
+    async fn hold(engine: &PooledEngine) -> Result<Connection, BoxError> {
+        Ok(engine.get().await?)
+    }
+
+    async fn select_one(held: &mut Connection) -> Result<(), BoxError> {
+        diesel::select(diesel::dsl::sql::<Integer>("1"))
+            .get_result::<i32>(held)
+            .await?;
+        Ok(())
     }
 
     fn status(engine: &PooledEngine) -> EngineStatus {

@@ -1,4 +1,4 @@
-//! The four adapters behind the [`Adapter`](crate::Adapter) trait, for the tests, the demo
+//! The adapters (sqlx twice: 0.9 and 0.8) behind the [`Adapter`](crate::Adapter) trait, for the tests, the demo
 //! and the bench.
 
 mod bb8;
@@ -9,7 +9,8 @@ mod sqlx;
 pub use bb8::Bb8;
 pub use deadpool::Deadpool;
 pub use diesel_async::DieselAsync;
-pub use sqlx::Sqlx;
+pub use sqlx::v0_8::Sqlx08;
+pub use sqlx::v0_9::Sqlx;
 
 /// `SELECT current_user` over a tokio-postgres client (the deadpool and bb8 adapters).
 async fn select_current_user(

@@ -1,116 +1,158 @@
-//! `cloud-pg-auth-sqlx` seen through the [`Adapter`](crate::Adapter) trait.
+//! `cloud-pg-auth-sqlx` seen through the [`Adapter`](crate::Adapter) trait, once per sqlx
+//! version: the crate root (sqlx 0.9) as `sqlx`, its `v0_8` module as `sqlx-0.8`. The impl is
+//! written once, as a macro over the version's module, as the crate writes its engines once.
 
-use std::path::Path;
-use std::sync::Arc;
+/// The adapter over one version module of `cloud-pg-auth-sqlx`.
+macro_rules! sqlx_adapter {
+    ($(#[$doc:meta])* $module:ident, $adapter:ident, $name:literal, $($version:ident)::+) => {
+        $(#[$doc])*
+        pub mod $module {
+            use std::path::Path;
+            use std::sync::Arc;
 
-use crate::{Adapter, EngineOptions};
-use async_trait::async_trait;
-use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
-use cloud_pg_auth_sqlx::sqlx::migrate::Migrator;
-use cloud_pg_auth_sqlx::{Connection, MigrationEngine, PooledEngine, PooledEngineBuilder, sqlx};
+            use crate::{Adapter, EngineOptions};
+            use async_trait::async_trait;
+            use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
+            use $($version)::+::sqlx::migrate::Migrator;
+            use $($version)::+::{
+                Connection, MigrationEngine, PooledEngine, PooledEngineBuilder, sqlx,
+            };
 
-/// The `cloud-pg-auth-sqlx` adapter.
-#[derive(Debug)]
-pub struct Sqlx;
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $adapter;
 
-/// A migration engine and the conformance migrations it runs.
-#[derive(Debug)]
-pub struct Migration {
-    engine: MigrationEngine,
-    migrator: Migrator,
-}
+            /// A migration engine and the conformance migrations it runs.
+            #[derive(Debug)]
+            pub struct Migration {
+                engine: MigrationEngine,
+                migrator: Migrator,
+            }
 
-fn with_options(builder: PooledEngineBuilder, options: EngineOptions) -> PooledEngineBuilder {
-    builder
-        .max_size(options.max_size)
-        .auth_options(options.auth)
-        .connection_timeout(options.connection_timeout)
-}
+            fn with_options(
+                builder: PooledEngineBuilder,
+                options: EngineOptions,
+            ) -> PooledEngineBuilder {
+                builder
+                    .max_size(options.max_size)
+                    .auth_options(options.auth)
+                    .connection_timeout(options.connection_timeout)
+            }
 
-async fn select_current_user(connection: &mut Connection) -> Result<String, BoxError> {
-    Ok(sqlx::query_scalar("SELECT current_user::text")
-        .fetch_one(&mut **connection)
-        .await?)
-}
+            async fn select_current_user(connection: &mut Connection) -> Result<String, BoxError> {
+                Ok(sqlx::query_scalar("SELECT current_user::text")
+                    .fetch_one(&mut **connection)
+                    .await?)
+            }
 
-#[async_trait]
-impl Adapter for Sqlx {
-    const NAME: &'static str = "sqlx";
-    type Pooled = PooledEngine;
-    type Migration = Migration;
+            #[async_trait]
+            impl Adapter for $adapter {
+                const NAME: &'static str = $name;
+                type Pooled = PooledEngine;
+                type Migration = Migration;
+                type Held = Connection;
 
-    async fn pooled(settings: Settings, options: EngineOptions) -> Result<PooledEngine, BoxError> {
-        Ok(with_options(PooledEngine::builder(settings), options)
-            .build()
-            .await?)
-    }
+                async fn pooled(
+                    settings: Settings,
+                    options: EngineOptions,
+                ) -> Result<PooledEngine, BoxError> {
+                    Ok(with_options(PooledEngine::builder(settings), options)
+                        .build()
+                        .await?)
+                }
 
-    async fn pooled_with_source(
-        settings: Settings,
-        source: Arc<dyn TokenSource>,
-        options: EngineOptions,
-    ) -> Result<PooledEngine, BoxError> {
-        Ok(with_options(PooledEngine::builder(settings), options)
-            .token_source(source)
-            .build()
-            .await?)
-    }
+                async fn pooled_with_source(
+                    settings: Settings,
+                    source: Arc<dyn TokenSource>,
+                    options: EngineOptions,
+                ) -> Result<PooledEngine, BoxError> {
+                    Ok(with_options(PooledEngine::builder(settings), options)
+                        .token_source(source)
+                        .build()
+                        .await?)
+                }
 
-    async fn current_user(engine: &PooledEngine) -> Result<String, BoxError> {
-        let mut connection = engine.get().await?;
-        select_current_user(&mut connection).await
-    }
+                async fn current_user(engine: &PooledEngine) -> Result<String, BoxError> {
+                    let mut connection = engine.get().await?;
+                    select_current_user(&mut connection).await
+                }
 
-    async fn current_user_on_new_connection(engine: &PooledEngine) -> Result<String, BoxError> {
-        // No idle connection left, so the checkout opens one; closed instead of returned.
-        while let Some(idle) = engine.pool().try_acquire() {
-            idle.close().await?;
+                async fn current_user_on_new_connection(
+                    engine: &PooledEngine,
+                ) -> Result<String, BoxError> {
+                    // No idle connection left, so the checkout opens one; closed instead of
+                    // returned.
+                    while let Some(idle) = engine.pool().try_acquire() {
+                        idle.close().await?;
+                    }
+                    let mut connection = engine.get().await?;
+                    let user = select_current_user(&mut connection).await;
+                    connection.close().await?;
+                    user
+                }
+
+                async fn hold(engine: &PooledEngine) -> Result<Connection, BoxError> {
+                    Ok(engine.get().await?)
+                }
+
+                async fn select_one(held: &mut Connection) -> Result<(), BoxError> {
+                    // sqlx's statement cache: prepared on the first call.
+                    sqlx::query("SELECT 1").execute(&mut **held).await?;
+                    Ok(())
+                }
+
+                fn status(engine: &PooledEngine) -> EngineStatus {
+                    engine.status()
+                }
+
+                fn debug(engine: &PooledEngine) -> String {
+                    format!("{engine:?}")
+                }
+
+                fn auth(engine: &PooledEngine) -> Auth {
+                    engine.auth().clone()
+                }
+
+                async fn dispose(engine: &PooledEngine) {
+                    engine.dispose().await;
+                }
+
+                async fn migration(settings: Settings) -> Result<Migration, BoxError> {
+                    let engine = MigrationEngine::from_settings(settings).await?;
+                    // The same migration files for both versions (same format, same table).
+                    let migrator = Migrator::new(Path::new(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/migrations/sqlx"
+                    )))
+                    .await?;
+                    Ok(Migration { engine, migrator })
+                }
+
+                async fn migrate(migration: &Migration) -> Result<usize, BoxError> {
+                    Ok(migration
+                        .engine
+                        .run_migrations(&migration.migrator)
+                        .await?
+                        .len())
+                }
+
+                fn migration_status(migration: &Migration) -> EngineStatus {
+                    migration.engine.status()
+                }
+
+                async fn dispose_migration(migration: &Migration) {
+                    migration.engine.dispose().await;
+                }
+            }
         }
-        let mut connection = engine.get().await?;
-        let user = select_current_user(&mut connection).await;
-        connection.close().await?;
-        user
-    }
-
-    fn status(engine: &PooledEngine) -> EngineStatus {
-        engine.status()
-    }
-
-    fn debug(engine: &PooledEngine) -> String {
-        format!("{engine:?}")
-    }
-
-    fn auth(engine: &PooledEngine) -> Auth {
-        engine.auth().clone()
-    }
-
-    async fn dispose(engine: &PooledEngine) {
-        engine.dispose().await;
-    }
-
-    async fn migration(settings: Settings) -> Result<Migration, BoxError> {
-        let engine = MigrationEngine::from_settings(settings).await?;
-        let migrator = Migrator::new(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/migrations/sqlx"
-        )))
-        .await?;
-        Ok(Migration { engine, migrator })
-    }
-
-    async fn migrate(migration: &Migration) -> Result<usize, BoxError> {
-        Ok(migration
-            .engine
-            .run_migrations(&migration.migrator)
-            .await?
-            .len())
-    }
-
-    fn migration_status(migration: &Migration) -> EngineStatus {
-        migration.engine.status()
-    }
-
-    async fn dispose_migration(migration: &Migration) {
-        migration.engine.dispose().await;
-    }
+    };
 }
+
+sqlx_adapter!(
+    /// The `cloud-pg-auth-sqlx` adapter over sqlx 0.9 (the crate root).
+    v0_9, Sqlx, "sqlx", cloud_pg_auth_sqlx
+);
+sqlx_adapter!(
+    /// The `cloud-pg-auth-sqlx` adapter over sqlx 0.8 (`cloud_pg_auth_sqlx::v0_8`).
+    v0_8, Sqlx08, "sqlx-0.8", cloud_pg_auth_sqlx::v0_8
+);

@@ -18,6 +18,7 @@ use cloud_pg_auth::BoxError;
 use cloud_pg_auth_conformance::adapters;
 use cloud_pg_auth_conformance::bench::{self, AdapterFigures, Opens, Peer, Sizes};
 use cloud_pg_auth_conformance::demo::{self, DemoRow};
+use cloud_pg_auth_conformance::latency::{self, LatencySizes};
 use cloud_pg_auth_conformance::{Adapter, Method};
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
 
@@ -43,6 +44,7 @@ struct Entry {
     demo_row: fn(Arc<Emulator>, Method) -> LocalFuture<DemoRow>,
     bench: for<'a> fn(&'a Emulator, &'a Sizes) -> BoxFuture<'a, AdapterFigures>,
     opens: for<'a> fn(&'a Emulator, usize, usize) -> BoxFuture<'a, Result<Opens, BoxError>>,
+    latency: latency::Start,
 }
 
 fn entry<A: Adapter>() -> Entry {
@@ -67,6 +69,7 @@ fn entry<A: Adapter>() -> Entry {
         demo_row: demo_row::<A>,
         bench: run_bench::<A>,
         opens: opens::<A>,
+        latency: latency::start::<A>,
     }
 }
 
@@ -79,6 +82,7 @@ macro_rules! all_adapters {
             entry::<adapters::Bb8>(),
             entry::<adapters::DieselAsync>(),
             entry::<adapters::Sqlx>(),
+            entry::<adapters::Sqlx08>(),
         ]
     };
 }
@@ -345,6 +349,14 @@ async fn run_bench(args: &[String]) -> Result<bool> {
         sizes.herd_checkouts, sizes.herd_pool_max, sizes.opens, sizes.opens_concurrency
     ));
     let peer_figures = peer.measure(&emulator, &sizes).await;
+    let starts: Vec<(&'static str, latency::Start)> =
+        adapters.iter().map(|a| (a.name, a.latency)).collect();
+    let latency_sizes = if quick {
+        LatencySizes::quick()
+    } else {
+        LatencySizes::full()
+    };
+    let latency = latency::measure(&emulator, &starts, latency_sizes, &say).await;
     let mut rust_opens = None;
     let mut peer_errors = Vec::new();
     if let Some(reference) = adapters.iter().find(|a| a.name == REFERENCE_ADAPTER) {
@@ -360,6 +372,7 @@ async fn run_bench(args: &[String]) -> Result<bool> {
             )),
         }
     }
+    let proxy = cloud_pg_auth_conformance::bench_proxy::measure(&emulator, quick, &say).await;
     stop_emulator(emulator).await?;
     let mut report = bench::Report {
         machine: bench::Machine::detect(),
@@ -369,15 +382,24 @@ async fn run_bench(args: &[String]) -> Result<bool> {
         peer_python: peer_figures,
         rust_opens_per_s: rust_opens.as_ref().map(|o| o.opens_per_s),
         rust_opens,
+        latency: Some(latency),
+        proxy,
         reduced: sizes.reductions(),
         sizes,
-        notes: bench::notes(),
+        notes: bench::notes().into_iter().chain(latency::notes()).collect(),
         seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     };
     report.peer_python.errors.extend(peer_errors);
     write_json(&out, &report)?;
     println!();
     print!("{}", report.tables());
+    if let Some(latency) = &report.latency {
+        println!(
+            "\nopen time and pooled query round trip, adapters taking turns ({} opens, {} queries each):",
+            latency.sizes.open_samples, latency.sizes.query_samples
+        );
+        print!("{}", latency.table());
+    }
     println!(
         "\n{} on {} ({} cores, {}); {:.1} s; figures written to {}",
         report.command,

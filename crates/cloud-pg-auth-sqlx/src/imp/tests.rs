@@ -12,12 +12,13 @@ use cloud_pg_auth::{AuthOptions, Env, Settings, SslMode, TokenErrorKind, chain_t
 use cloud_pg_auth_testkit::tls::TestCa;
 use sqlx::postgres::PgSslMode;
 
-use crate::relay::error_response;
-use crate::target::Target;
-use crate::{
+use super::sqlx;
+use super::target::Target;
+use super::{
     DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, Error, MigrationEngine,
     PooledEngine,
 };
+use crate::relay::error_response;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const PASSWORD: &str = "hunter2-offline-password";

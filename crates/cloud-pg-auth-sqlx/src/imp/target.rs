@@ -8,8 +8,8 @@ use cloud_pg_auth::tls::TlsPolicy;
 use cloud_pg_auth::{AccessToken, ConfigError, Settings, chain_text};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-use crate::Error;
-use crate::error::is_auth_failure;
+use super::error::is_auth_failure;
+use super::{Error, sqlx};
 use crate::relay::{CANNOT_CONNECT_NOW, Relay, UNABLE_TO_CONNECT};
 
 /// What every connection of one engine shares: server, database, route and user. The
@@ -52,7 +52,7 @@ impl Target {
             }
             None => {
                 let relay = Relay::bind(endpoint.clone(), policy, settings.connect_timeout)?;
-                options = relay.route(options);
+                options = route(options, &relay, &endpoint);
                 Some(relay)
             }
         };
@@ -66,7 +66,10 @@ impl Target {
 
     /// Makes sure the relay accepts connections (on the current runtime).
     pub(crate) fn ensure_relay(&self) -> Result<(), Error> {
-        self.relay.as_ref().map_or(Ok(()), Relay::ensure_running)
+        match &self.relay {
+            Some(relay) => Ok(relay.ensure_running()?),
+            None => Ok(()),
+        }
     }
 
     /// Stops the relay and removes its socket directory.
@@ -149,6 +152,19 @@ impl Target {
             message,
             source: Box::new(error),
         })
+    }
+}
+
+/// `options` pointed at the relay, without TLS (the relay does it).
+fn route(options: PgConnectOptions, relay: &Relay, endpoint: &Endpoint) -> PgConnectOptions {
+    #[cfg(unix)]
+    {
+        options.socket(relay.socket_dir()).port(endpoint.port())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = endpoint;
+        options.host("127.0.0.1").port(relay.local_port())
     }
 }
 

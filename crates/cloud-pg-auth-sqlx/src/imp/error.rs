@@ -1,7 +1,10 @@
 use std::time::Duration;
 
+use super::sqlx;
+use crate::relay::RelayError;
+
 /// What can go wrong in this crate. Causes stay in the [`source`](std::error::Error::source)
-/// chain: a token failure reaches the caller of [`PooledEngine::get`](crate::PooledEngine::get)
+/// chain: a token failure reaches the caller of [`PooledEngine::get`](super::PooledEngine::get)
 /// with the identity endpoint's own error underneath.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,6 +86,15 @@ impl From<cloud_pg_auth::Error> for Error {
         match error {
             cloud_pg_auth::Error::Disposed => Self::Disposed,
             other => Self::Auth(other),
+        }
+    }
+}
+
+impl From<RelayError> for Error {
+    fn from(error: RelayError) -> Self {
+        Self::Relay {
+            place: error.place,
+            source: error.source,
         }
     }
 }

@@ -14,9 +14,10 @@ use sqlx::postgres::PgConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error::is_auth_failure;
-use crate::target::Target;
-use crate::{Connection, Error, Pool, PoolBuilder};
+use super::error::is_auth_failure;
+use super::sqlx;
+use super::target::Target;
+use super::{Connection, Error, Pool, PoolBuilder};
 
 /// The most connections a pool opens unless told otherwise.
 pub const DEFAULT_MAX_SIZE: usize = 10;

@@ -8,19 +8,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cloud_pg_auth::{Auth, AuthOptions, EngineStatus, Settings, TokenSource};
 use sqlx::Connection as _;
-use sqlx::migrate::{Migrate, Migrator};
+use sqlx::migrate::{Migrate as _, Migrator};
 use sqlx::postgres::PgConnection;
 
-use crate::Error;
-use crate::engine::custom_source_settings;
-use crate::error::is_auth_failure;
-use crate::target::Target;
+use super::engine::custom_source_settings;
+use super::error::is_auth_failure;
+use super::target::Target;
+use super::{Error, compat, sqlx};
 
 /// Opens connections for migrations and admin work, with a credential of its own (no
 /// background refresh: each connection fetches a token if the cached one is not valid).
 ///
 /// Safe to create, use and drop inside a short-lived tokio runtime of its own: it shares
-/// nothing with any [`PooledEngine`](crate::PooledEngine).
+/// nothing with any [`PooledEngine`](super::PooledEngine).
 pub struct MigrationEngine {
     auth: Auth,
     target: Target,
@@ -127,15 +127,13 @@ impl MigrationEngine {
 }
 
 async fn apply(connection: &mut PgConnection, migrator: &Migrator) -> Result<Vec<i64>, Error> {
-    let table = &migrator.table_name;
     // Asked rather than created here, so sqlx's own `CREATE TABLE IF NOT EXISTS` stays quiet.
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(table.as_ref())
+        .bind(compat::migrations_table(migrator))
         .fetch_one(&mut *connection)
         .await?;
     let before: HashSet<i64> = if exists {
-        connection
-            .list_applied_migrations(table)
+        compat::applied_migrations(connection, migrator)
             .await?
             .into_iter()
             .map(|m| m.version)
@@ -143,11 +141,8 @@ async fn apply(connection: &mut PgConnection, migrator: &Migrator) -> Result<Vec
     } else {
         HashSet::new()
     };
-    // `run_direct` is what `run` calls; taking the connection directly keeps this future
-    // `Send` (sqlx's `Acquire` bound is not, in a generic context).
-    migrator.run_direct(None, connection, false).await?;
-    let mut applied: Vec<i64> = connection
-        .list_applied_migrations(table)
+    compat::run_migrations(migrator, connection).await?;
+    let mut applied: Vec<i64> = compat::applied_migrations(connection, migrator)
         .await?
         .into_iter()
         .map(|m| m.version)

@@ -1,0 +1,247 @@
+//! Checking settings together, with errors that name the setting to change.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::parse::HOST_LIST;
+use super::{AuthMethod, RootCerts, Settings, SslMode};
+use crate::error::ConfigError;
+
+impl Settings {
+    /// The method in force: `method` itself, or what `Auto` picks from the settings.
+    pub fn resolved_method(&self) -> Result<AuthMethod, ConfigError> {
+        if self.method != AuthMethod::Auto {
+            return Ok(self.method);
+        }
+        if self.password.is_some() {
+            return Ok(AuthMethod::Password);
+        }
+        let host = self.host.as_deref().unwrap_or("");
+        if crate::azure::cloud_for_host(host).is_some() {
+            return Ok(AuthMethod::Azure);
+        }
+        if crate::aws::is_rds_host(host) {
+            return Ok(AuthMethod::Aws);
+        }
+        Err(ConfigError::new(
+            "PGAUTH_METHOD",
+            "cannot tell how to log in: set PGAUTH_METHOD to password, azure or aws (auto picks password when PGPASSWORD is set, azure for *.postgres.database.azure.com hosts, aws for *.rds.amazonaws.com hosts)",
+        ))
+    }
+
+    pub(super) fn resolved_method_lenient(&self) -> Option<AuthMethod> {
+        self.resolved_method().ok()
+    }
+
+    /// The sslmode in force: the configured one, or the default for the method.
+    pub fn effective_ssl_mode(&self) -> Result<SslMode, ConfigError> {
+        let method = self.resolved_method()?;
+        Ok(self.ssl_mode.unwrap_or(if method.is_token() {
+            SslMode::VerifyFull
+        } else {
+            SslMode::Prefer
+        }))
+    }
+
+    /// Whether the address dialled is a loopback one: `hostaddr` when set, else the host
+    /// (`localhost` counts here; what it resolves to is checked again when dialling).
+    #[must_use]
+    pub fn host_is_loopback(&self) -> bool {
+        match self.hostaddr {
+            Some(addr) => addr.is_loopback(),
+            None => self.host.as_deref().is_some_and(is_loopback),
+        }
+    }
+
+    /// Whether the host is a Unix socket directory (a path, as in libpq).
+    #[must_use]
+    pub fn host_is_unix_socket(&self) -> bool {
+        self.host
+            .as_deref()
+            .is_some_and(crate::net::is_unix_socket_dir)
+    }
+
+    /// Checks the settings together; the error names the setting to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let method = self.resolved_method()?;
+        let host = self.host.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                "PGHOST",
+                "no server host; set PGHOST or give a host in DATABASE_URL",
+            )
+        })?;
+        if host.contains(',') {
+            return Err(ConfigError::new("PGHOST", HOST_LIST));
+        }
+        if host.trim().is_empty() || host.chars().any(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "PGHOST",
+                format!("{host:?} is not a host name"),
+            ));
+        }
+        let unix_socket = self.host_is_unix_socket();
+        if unix_socket && self.hostaddr.is_some() {
+            return Err(ConfigError::new(
+                "PGHOSTADDR",
+                "is set while PGHOST is a Unix socket directory; unset one of them",
+            ));
+        }
+        if self.port == 0 {
+            return Err(ConfigError::new(
+                "PGPORT",
+                "must be a number from 1 to 65535",
+            ));
+        }
+        if let Some(user) = &self.user
+            && (user.is_empty() || user.contains('\0'))
+        {
+            return Err(ConfigError::new(
+                "PGUSER",
+                "is empty or contains a NUL byte",
+            ));
+        }
+        let mode = self.effective_ssl_mode()?;
+        match method {
+            AuthMethod::Password => {
+                let Some(password) = &self.password else {
+                    return Err(ConfigError::new(
+                        "PGPASSWORD",
+                        "PGAUTH_METHOD=password needs a password; set PGPASSWORD (or give one in DATABASE_URL), or choose PGAUTH_METHOD=azure or aws",
+                    ));
+                };
+                if password.is_empty() {
+                    return Err(ConfigError::new(
+                        "PGPASSWORD",
+                        "is empty; the server refuses empty passwords",
+                    ));
+                }
+                if self.user.is_none() {
+                    return Err(ConfigError::new(
+                        "PGUSER",
+                        "no user; set PGUSER or give a user in DATABASE_URL",
+                    ));
+                }
+                if self.fallback_password.is_some() {
+                    return Err(ConfigError::new(
+                        "PGAUTH_FALLBACK_PASSWORD",
+                        "only applies to token methods (azure, aws); unset it or PGPASSWORD",
+                    ));
+                }
+            }
+            AuthMethod::Azure | AuthMethod::Aws | AuthMethod::Custom => {
+                if self.password.is_some() {
+                    return Err(ConfigError::new(
+                        "PGPASSWORD",
+                        format!(
+                            "a password is set together with PGAUTH_METHOD={}; the token is the password, so unset PGPASSWORD (or the URL's password), or set PGAUTH_METHOD=password. For a deliberate fallback use PGAUTH_FALLBACK_PASSWORD",
+                            method.as_str()
+                        ),
+                    ));
+                }
+                if mode == SslMode::VerifyCa && !matches!(self.root_certs, RootCerts::File(_)) {
+                    return Err(crate::tls::verify_ca_needs_root_file());
+                }
+                // A Unix socket is local: the token never crosses the network.
+                if !unix_socket && !mode.verifies() && mode != SslMode::Require {
+                    if !self.insecure_loopback {
+                        return Err(ConfigError::new(
+                            "PGSSLMODE",
+                            format!(
+                                "sslmode={} would send the token, a password, in clear; use verify-full (the default for token methods), or for a loopback test set-up set PGAUTH_INSECURE_LOOPBACK=1",
+                                mode.as_str()
+                            ),
+                        ));
+                    }
+                    if !self.host_is_loopback() {
+                        return Err(ConfigError::new(
+                            "PGAUTH_INSECURE_LOOPBACK",
+                            format!(
+                                "is accepted only for loopback hosts (127.0.0.1, ::1, localhost), not {}; use sslmode=verify-full",
+                                self.dialled_label()
+                            ),
+                        ));
+                    }
+                }
+                if method == AuthMethod::Custom {
+                    if self.user.is_none() {
+                        return Err(ConfigError::new(
+                            "PGUSER",
+                            "no user; set PGUSER or give a user in DATABASE_URL",
+                        ));
+                    }
+                } else if method == AuthMethod::Azure {
+                    self.azure.check_host(host)?;
+                } else {
+                    let user = self.user.as_deref().ok_or_else(|| {
+                        ConfigError::new(
+                            "PGUSER",
+                            "AWS IAM tokens are signed for one database user; set PGUSER",
+                        )
+                    })?;
+                    crate::aws::validate_username(user)?;
+                    if self.aws.region.is_none() && crate::aws::region_from_host(host).is_none() {
+                        return Err(ConfigError::new(
+                            "AWS_REGION",
+                            format!(
+                                "not set and {host:?} is not an RDS host name to read the region from; set AWS_REGION"
+                            ),
+                        ));
+                    }
+                }
+            }
+            AuthMethod::Auto => unreachable!("resolved_method never returns Auto"),
+        }
+        if self.insecure_loopback && !unix_socket && !self.host_is_loopback() {
+            return Err(ConfigError::new(
+                "PGAUTH_INSECURE_LOOPBACK",
+                format!(
+                    "is accepted only for loopback hosts (127.0.0.1, ::1, localhost), not {}",
+                    self.dialled_label()
+                ),
+            ));
+        }
+        if let RootCerts::File(path) = &self.root_certs
+            && mode.verifies()
+            && !path.is_file()
+        {
+            return Err(ConfigError::new(
+                "PGSSLROOTCERT",
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn dialled_label(&self) -> String {
+        match self.hostaddr {
+            Some(addr) => format!("{addr} (PGHOSTADDR)"),
+            None => format!("{:?}", self.host.as_deref().unwrap_or_default()),
+        }
+    }
+}
+
+/// Checks the size and connection lifetime an adapter's pool is built with: a pool of no
+/// connections, or a lifetime of zero, would misbehave (or panic) in the pool libraries.
+pub fn check_pool_options(
+    max_size: usize,
+    max_lifetime: Option<Duration>,
+) -> Result<(), ConfigError> {
+    if max_size == 0 {
+        return Err(ConfigError::new("max_size", "must be at least 1"));
+    }
+    if max_lifetime == Some(Duration::ZERO) {
+        return Err(ConfigError::new(
+            "max_lifetime",
+            "must be more than zero; pass None to keep connections without a limit",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `host` is `localhost` or a loopback IP address.
+#[must_use]
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
