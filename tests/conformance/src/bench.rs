@@ -5,6 +5,11 @@
 //!
 //! Token requests are always read as a difference of the emulator's counter around the
 //! phase, so nothing depends on a reset happening at the right moment.
+//!
+//! Why one long file: the six adapter phases share the emulator set-up, the statistics and the
+//! table rendering defined here; the split by job (machine facts, statistics, phases, the
+//! Python driver, rendering) is planned with issue 12. New phases go in modules of their own
+//! (`latency.rs`, `bench_proxy.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

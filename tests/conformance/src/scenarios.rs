@@ -1,5 +1,10 @@
 //! The scenario list. Each function is one behaviour every adapter must show; the
 //! [`conformance_tests!`](crate::conformance_tests) macro turns them into tests per adapter.
+//!
+//! Why one long file: the list is read as one catalogue of guarantees, in the order the macro
+//! runs them. Several scenarios here still time themselves by wall clock (rollover, outage,
+//! throttling); they are to be rewritten on the emulator's events and a manual clock (issue
+//! 12), and the file split by theme in that same change rather than moved twice.
 
 use std::fmt;
 use std::io::Write;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::adapter::sqlx::migrate::Migrator;
 use super::adapter::{Error, MigrationEngine, PooledEngine, sqlx};
-use cloud_pg_auth::testing::{on_throwaway_runtime, password_settings_from};
+use cloud_pg_auth::testing::{eventually, on_throwaway_runtime, password_settings_from};
 use cloud_pg_auth::{AccessToken, CallbackSource, RootCerts, Settings, SslMode, chain_text};
 use cloud_pg_auth_testkit::tls::TestCa;
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
@@ -53,15 +53,9 @@ async fn current_user(engine: &PooledEngine) -> Result<String, Error> {
 }
 
 /// Waits until every connection is back in the pool (sqlx returns a dropped connection on a
-/// task of its own); fails the test after 2,000 polls.
+/// task of its own); the core's bounded poll fails the test after 2,000 polls.
 async fn settle(engine: &PooledEngine) {
-    for _ in 0..2000 {
-        if engine.pool().num_idle() == engine.pool().size() as usize {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
-    panic!("connections did not come back to the pool");
+    eventually(|| engine.pool().num_idle() == engine.pool().size() as usize).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
