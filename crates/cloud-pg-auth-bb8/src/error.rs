@@ -1,6 +1,9 @@
+//! This crate's error: a bb8 timeout carries the last connection failure as its cause.
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use cloud_pg_auth::login::is_refused_login;
 use cloud_pg_auth::migrate::MigrateError;
 
 /// What can go wrong in this crate. Causes stay in the [`source`](std::error::Error::source)
@@ -12,33 +15,35 @@ use cloud_pg_auth::migrate::MigrateError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Settings, token, TLS or login trouble (from `cloud-pg-auth`).
-    #[error(transparent)]
-    Auth(cloud_pg_auth::Error),
-    /// A statement failed or the connection broke.
-    #[error(transparent)]
-    Postgres(#[from] tokio_postgres::Error),
-    /// A migration run failed.
-    #[error(transparent)]
-    Migrate(#[from] MigrateError),
     /// The pool gave no connection in time.
     #[error("{}", timeout_message(*waited, cause.is_some()))]
     Timeout {
-        /// The configured connection timeout.
+        /// The pool's connection timeout.
         waited: Duration,
         /// The last failure to open a connection during the wait, if there was one.
         #[source]
         cause: Option<Arc<Error>>,
     },
+    /// Settings, token, TLS or login trouble (from `cloud-pg-auth`).
+    #[error(transparent)]
+    Auth(cloud_pg_auth::Error),
+    /// The engine was disposed or dropped.
+    #[error("the engine was disposed; create a new one")]
+    Disposed,
+    /// A query failed or the connection broke (tokio-postgres).
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
     /// A connection reached its max lifetime and was replaced. Only a custom error sink
     /// (through [`PooledEngineBuilder::configure`](crate::PooledEngineBuilder::configure))
     /// sees this.
     #[error("the connection reached its max lifetime and was replaced")]
     Expired,
-    /// The engine was disposed.
-    #[error("the engine was disposed; create a new one")]
-    Disposed,
+    /// A migration run failed (the core's runner).
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
 }
+
+cloud_pg_auth::adapter_error_conversions!(Error);
 
 fn timeout_message(waited: Duration, has_cause: bool) -> String {
     if has_cause {
@@ -51,35 +56,16 @@ fn timeout_message(waited: Duration, has_cause: bool) -> String {
 }
 
 impl Error {
-    /// Whether the server refused the credentials (SQLSTATE 28P01 or 28000), directly or as
-    /// the cause of a timeout.
+    /// Whether the server refused the credentials
+    /// ([`REFUSED_LOGIN_SQLSTATES`](cloud_pg_auth::login::REFUSED_LOGIN_SQLSTATES)),
+    /// directly or as the cause of a timeout.
     #[must_use]
     pub fn is_auth_failure(&self) -> bool {
         match self {
+            Self::Timeout { cause, .. } => cause.as_deref().is_some_and(Self::is_auth_failure),
             Self::Auth(e) => e.is_auth_failure(),
-            Self::Postgres(e) => matches!(
-                e.code().map(tokio_postgres::error::SqlState::code),
-                Some("28P01" | "28000")
-            ),
-            Self::Timeout {
-                cause: Some(cause), ..
-            } => cause.is_auth_failure(),
+            Self::Postgres(e) => is_refused_login(e.code().map(|state| state.code())),
             _ => false,
         }
-    }
-}
-
-impl From<cloud_pg_auth::Error> for Error {
-    fn from(error: cloud_pg_auth::Error) -> Self {
-        match error {
-            cloud_pg_auth::Error::Disposed => Self::Disposed,
-            other => Self::Auth(other),
-        }
-    }
-}
-
-impl From<cloud_pg_auth::ConfigError> for Error {
-    fn from(error: cloud_pg_auth::ConfigError) -> Self {
-        Self::Auth(error.into())
     }
 }

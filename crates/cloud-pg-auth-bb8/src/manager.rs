@@ -1,14 +1,20 @@
+//! bb8's manager for this crate, its connection type, and the idle-connection drain that
+//! stands in for the `close()` bb8 does not have.
+
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bb8::{ErrorSink, ManageConnection};
+use bb8::ManageConnection;
 use cloud_pg_auth::PgConnector;
+use cloud_pg_auth::engine::LifecycleWatch;
+use cloud_pg_auth::migrate::Driver;
+use futures_util::FutureExt;
 use tokio_postgres::Client;
 
-use crate::Error;
+use crate::{Error, Pool};
 
 /// bb8's manager for this crate: every new connection logs in through a [`PgConnector`], so
 /// with a token fresh from the engine's own cache. (bb8-postgres's manager connects with a
@@ -17,20 +23,30 @@ use crate::Error;
 /// The max connection lifetime is enforced here, at checkout and on return, rather than with
 /// bb8's `max_lifetime`: that option starts bb8's reaper task, which ends only after the pool
 /// is dropped, so a disposed engine would keep a task alive.
+///
+/// The manager watches the engine without owning its credential. Once the engine is
+/// disposed or dropped, every connection counts as broken when returned, idle ones fail the
+/// checkout test, and new ones are refused with `Error::Disposed`, also for a clone of the
+/// pool.
 pub struct Manager {
     connector: PgConnector,
     max_lifetime: Option<Duration>,
-    disposed: Arc<AtomicBool>,
+    engine: LifecycleWatch,
+    drain: Drain,
 }
 
 impl Manager {
-    /// A manager over `connector`; connections older than `max_lifetime` are replaced.
-    #[must_use]
-    pub fn new(connector: PgConnector, max_lifetime: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        connector: PgConnector,
+        max_lifetime: Option<Duration>,
+        engine: LifecycleWatch,
+        drain: Drain,
+    ) -> Self {
         Self {
             connector,
             max_lifetime,
-            disposed: Arc::new(AtomicBool::new(false)),
+            engine,
+            drain,
         }
     }
 
@@ -46,14 +62,6 @@ impl Manager {
         self.max_lifetime
     }
 
-    pub(crate) fn disposed_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.disposed)
-    }
-
-    fn is_disposed(&self) -> bool {
-        self.disposed.load(Ordering::SeqCst)
-    }
-
     fn expired(&self, client: &PgClient) -> bool {
         self.max_lifetime.is_some_and(|max| client.age() >= max)
     }
@@ -64,7 +72,7 @@ impl fmt::Debug for Manager {
         f.debug_struct("Manager")
             .field("connector", &self.connector)
             .field("max_lifetime", &self.max_lifetime)
-            .field("disposed", &self.is_disposed())
+            .field("engine", &self.engine)
             .finish()
     }
 }
@@ -74,13 +82,12 @@ impl ManageConnection for Manager {
     type Error = Error;
 
     async fn connect(&self) -> Result<PgClient, Error> {
-        if self.is_disposed() {
+        if self.engine.is_closed() {
             return Err(Error::Disposed);
         }
-        // The I/O task needs no watching: it ends when the client is dropped.
-        let (client, _task) = self.connector.connect().await?;
-        if self.is_disposed() {
-            // Opened while the engine was being disposed: it would outlive the pool.
+        let client = Self::open(&self.connector).await?;
+        if self.engine.is_closed() {
+            // Opened while the engine went away: nothing would ever close it.
             return Err(Error::Disposed);
         }
         Ok(PgClient {
@@ -91,9 +98,14 @@ impl ManageConnection for Manager {
     }
 
     async fn is_valid(&self, client: &mut PgClient) -> Result<(), Error> {
-        if self.is_disposed() {
-            // Dispose is taking idle connections out; has_broken() drops each on return.
-            return Ok(());
+        if self.engine.is_closed() {
+            // The engine's drain takes idle connections out to drop them (has_broken); anyone
+            // else, such as a pool clone, gets none.
+            return if self.drain.running() {
+                Ok(())
+            } else {
+                Err(Error::Disposed)
+            };
         }
         // A connection fresh from connect() is not judged here (with a tiny lifetime it would
         // never be handed out); one that has been returned before is.
@@ -106,7 +118,33 @@ impl ManageConnection for Manager {
 
     fn has_broken(&self, client: &mut PgClient) -> bool {
         client.returned = true;
-        self.is_disposed() || client.is_closed() || self.expired(client)
+        self.engine.is_closed() || client.is_closed() || self.expired(client)
+    }
+}
+
+/// Empties bb8's idle list, as far as it can without awaiting: bb8 has no `close()`. While it
+/// runs, the manager passes idle connections at checkout; each is dropped on return
+/// (`has_broken`). Run only after the engine's watch is closed.
+#[derive(Clone, Default)]
+pub(crate) struct Drain(Arc<AtomicBool>);
+
+impl Drain {
+    fn running(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Checks the idle connections out and drops them. A checkout that would wait (none
+    /// idle any more) is abandoned, so this never blocks. Needs a tokio runtime (bb8's
+    /// checkout timeout).
+    pub(crate) fn idle_connections(&self, pool: &Pool) {
+        self.0.store(true, Ordering::SeqCst);
+        while pool.state().idle_connections > 0 {
+            match pool.get().now_or_never() {
+                Some(Ok(connection)) => drop(connection),
+                _ => break,
+            }
+        }
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -152,56 +190,5 @@ impl fmt::Debug for PgClient {
             .field("closed", &self.client.is_closed())
             .field("age", &self.age())
             .finish()
-    }
-}
-
-/// A failure and when it happened.
-type Stamped = (Instant, Arc<Error>);
-
-/// The last failure reported to the error sink.
-#[derive(Clone, Default)]
-pub(crate) struct LastError(Arc<Mutex<Option<Stamped>>>);
-
-impl LastError {
-    /// The last failure if it happened at or after `since`.
-    pub(crate) fn since(&self, since: Instant) -> Option<Arc<Error>> {
-        self.0
-            .lock()
-            .unwrap()
-            .as_ref()
-            .filter(|(at, _)| *at >= since)
-            .map(|(_, e)| Arc::clone(e))
-    }
-
-    fn set(&self, error: Error) {
-        *self.0.lock().unwrap() = Some((Instant::now(), Arc::new(error)));
-    }
-}
-
-/// bb8's error sink: logs each background failure and keeps the last one for
-/// [`Error::Timeout`].
-#[derive(Clone)]
-pub(crate) struct Sink(pub(crate) LastError);
-
-impl fmt::Debug for Sink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Sink")
-    }
-}
-
-impl ErrorSink<Error> for Sink {
-    fn sink(&self, error: Error) {
-        match error {
-            // Routine: the manager retired an old connection, or dispose is under way.
-            Error::Expired | Error::Disposed => {}
-            error => {
-                tracing::warn!(error = %cloud_pg_auth::chain_text(&error), "could not open or check a pooled connection");
-                self.0.set(error);
-            }
-        }
-    }
-
-    fn boxed_clone(&self) -> Box<dyn ErrorSink<Error>> {
-        Box::new(self.clone())
     }
 }

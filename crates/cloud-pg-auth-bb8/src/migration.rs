@@ -1,8 +1,8 @@
 //! The migration engine: the core's ([`cloud_pg_auth::migrate::MigrationEngine`]), handing out
-//! tokio-postgres clients and this crate's errors.
+//! plain tokio-postgres clients and this crate's errors, running the core's SQL migrations.
 
-use cloud_pg_auth::migrate::Flavor;
-use tokio::task::JoinHandle;
+use cloud_pg_auth::PgConnector;
+use cloud_pg_auth::migrate::{Driver, MigrationReport, Migrations, Runner};
 use tokio_postgres::Client;
 
 use crate::{Error, Manager};
@@ -12,24 +12,29 @@ use crate::{Error, Manager};
 /// touching the pooled engine's credential.
 ///
 /// `connect` returns a [`tokio_postgres::Client`] (the connection closes when the client is
-/// dropped); the methods return this crate's [`Error`].
+/// dropped); `run_migrations(&Migrations)` returns the core's [`MigrationReport`]; the
+/// methods return this crate's [`Error`].
 pub type MigrationEngine = cloud_pg_auth::migrate::MigrationEngine<Manager>;
 
 /// Builds a [`MigrationEngine`]; from `MigrationEngine::builder`.
 pub type MigrationEngineBuilder = cloud_pg_auth::migrate::MigrationEngineBuilder<Manager>;
 
-/// The [`MigrationEngine`] of this crate: connections are plain tokio-postgres clients,
-/// errors this crate's [`Error`].
-impl Flavor for Manager {
-    type Client = Client;
+/// The core's SQL runner, straight over the client.
+impl<'a> Runner<&'a Migrations> for Manager {
+    async fn run(mut client: Client, migrations: &'a Migrations) -> Result<MigrationReport, Error> {
+        migrations.run(&mut client).await.map_err(Error::Migrate)
+    }
+}
+
+/// Plain tokio-postgres clients and this crate's errors; the pool's manager opens its
+/// connections the same way.
+impl Driver for Manager {
+    type Connection = Client;
     type Error = Error;
 
-    fn client(client: Client, _task: JoinHandle<()>) -> Client {
+    async fn open(connector: &PgConnector) -> Result<Client, Error> {
         // The I/O task needs no watching: it ends when the client is dropped.
-        client
-    }
-
-    fn as_client(client: &mut Client) -> &mut Client {
-        client
+        let (client, _io) = connector.connect().await?;
+        Ok(client)
     }
 }

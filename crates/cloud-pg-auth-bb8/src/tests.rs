@@ -1,174 +1,60 @@
-//! Unit tests that need no server: defaults, Debug, dispose, error causes.
+//! Unit tests of what is bb8's own, with no server: the pool bb8 is given (no reaper), the
+//! timeout that carries its cause, and the manager's answer to a pool clone once the engine
+//! is gone. The contract every engine shares is checked by the conformance scenarios.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cloud_pg_auth::clock::SystemClock;
+use cloud_pg_auth::login::REFUSED_LOGIN_SQLSTATES;
 // Nothing listens at the offline settings' port: no test here reaches a server.
-use cloud_pg_auth::testing::{FakeSource, offline_password_settings, offline_settings as settings};
-use cloud_pg_auth::{AuthOptions, Settings, TokenErrorKind, chain_text};
+use cloud_pg_auth::testing::{FakeSource, offline_password_settings, offline_settings};
+use cloud_pg_auth::{AuthOptions, TokenErrorKind, chain_text};
 
-use crate::{Error, MigrationEngine, PooledEngine};
-
-fn password_settings() -> Settings {
-    offline_password_settings("s3cret-pw")
-}
-
-fn fake() -> Arc<FakeSource> {
-    FakeSource::new(Arc::new(SystemClock), None)
-}
+use crate::{Error, PooledEngine};
 
 #[tokio::test]
-async fn builder_defaults() {
-    let engine = PooledEngine::from_settings(password_settings())
+async fn bb8_gets_no_reaper_and_configure_comes_last() {
+    let engine = PooledEngine::from_settings(offline_password_settings("s3cret-pw"))
         .await
         .unwrap();
     let config = engine.pool().config();
-    assert_eq!(engine.max_lifetime(), Some(Duration::from_secs(55 * 60)));
-    // No bb8 reaper: its task would outlive dispose.
+    // No bb8 reaper: its task would outlive dispose. The manager enforces the lifetime.
     assert_eq!((config.max_lifetime, config.idle_timeout), (None, None));
     assert!(config.test_on_check_out);
-    assert_eq!(config.max_size, 10);
-    assert_eq!(config.connection_timeout, Duration::from_secs(30));
-    assert!(engine.auth().refresher_running());
-    let status = engine.status();
-    assert_eq!(status.auth.method, "password");
-    assert_eq!(status.connections_opened, 0);
-    let pool = status.pool.unwrap();
-    assert_eq!(
-        (pool.max_size, pool.size, pool.idle, pool.waiting),
-        (10, 0, 0, 0)
-    );
+    assert_eq!(config.connection_timeout, crate::DEFAULT_CONNECTION_TIMEOUT);
+    let text = format!("{engine:#?} {:?}", engine.pool());
+    assert!(!text.contains("s3cret-pw"), "{text}");
 
-    let custom = PooledEngine::builder(password_settings())
+    let custom = PooledEngine::builder(offline_password_settings("pw"))
         .max_size(3)
-        .max_lifetime(None)
         .connection_timeout(Duration::from_secs(2))
         .test_on_check_out(false)
-        .configure(|b| b.idle_timeout(None))
+        .configure(|b| b.min_idle(Some(0)))
         .build()
         .await
         .unwrap();
     let config = custom.pool().config();
-    assert_eq!(custom.max_lifetime(), None);
-    assert!(!config.test_on_check_out);
-    assert_eq!(config.max_size, 3);
+    assert_eq!(
+        (config.max_size, config.min_idle, config.test_on_check_out),
+        (3, Some(0), false)
+    );
     assert_eq!(config.connection_timeout, Duration::from_secs(2));
-    engine.dispose().await;
-    custom.dispose().await;
-}
-
-#[tokio::test]
-async fn debug_never_shows_the_password_or_token() {
-    let source = fake();
-    let pooled = PooledEngine::builder(settings())
-        .token_source(source.clone())
-        .build()
-        .await
-        .unwrap();
-    let token = pooled.auth().token().await.unwrap();
-    assert_eq!(token.secret().expose(), "fake-token-1");
-    let password = PooledEngine::from_settings(password_settings())
-        .await
-        .unwrap();
-    let migration = MigrationEngine::from_settings(password_settings())
-        .await
-        .unwrap();
-    let texts = [
-        format!("{pooled:?}"),
-        format!("{:?}", pooled.pool()),
-        format!("{password:?}"),
-        format!("{password:#?}"),
-        format!("{migration:?}"),
-        format!("{:?}", PooledEngine::builder(password_settings())),
-        format!("{:?}", MigrationEngine::builder(password_settings())),
-    ];
-    for text in &texts {
-        assert!(!text.contains("s3cret-pw"), "{text}");
-        assert!(!text.contains("fake-token"), "{text}");
-    }
-    assert!(texts[0].contains("PooledEngine"));
-    pooled.dispose().await;
-    password.dispose().await;
-    migration.dispose().await;
-}
-
-#[tokio::test]
-async fn dispose_drops_the_credential_and_refuses_checkouts() {
-    let source = fake();
-    let dropped = source.drop_flag();
-    let engine = PooledEngine::builder(settings())
-        .token_source(source.clone())
-        .build()
-        .await
-        .unwrap();
-    engine.auth().token().await.unwrap();
-    drop(source);
-    assert!(!dropped.load(Ordering::SeqCst));
-    assert!(engine.auth().refresher_running());
-
-    engine.dispose().await;
-    assert!(
-        dropped.load(Ordering::SeqCst),
-        "the token source outlived dispose"
-    );
-    assert!(!engine.auth().refresher_running());
-    assert!(matches!(engine.get().await, Err(Error::Disposed)));
-    assert!(matches!(engine.get_owned().await, Err(Error::Disposed)));
-    // The manager refuses too, for callers that use the pool directly.
-    assert!(matches!(
-        engine.pool().dedicated_connection().await,
-        Err(Error::Disposed)
-    ));
-    assert_eq!(engine.status().auth.fetch_count, 1);
-    engine.dispose().await;
-}
-
-#[tokio::test]
-async fn dropping_an_engine_drops_its_credential() {
-    let source = fake();
-    let dropped = source.drop_flag();
-    let engine = PooledEngine::builder(settings())
-        .token_source(source)
-        .build()
-        .await
-        .unwrap();
-    engine.auth().token().await.unwrap();
-    drop(engine);
-    assert!(
-        dropped.load(Ordering::SeqCst),
-        "the pool kept the credential alive"
-    );
-
-    let source = fake();
-    let dropped = source.drop_flag();
-    let migration = MigrationEngine::builder(settings())
-        .token_source(source)
-        .build()
-        .await
-        .unwrap();
-    assert!(
-        !migration.auth().refresher_running(),
-        "a migration engine refreshes in the background"
-    );
-    migration.dispose().await;
-    assert!(dropped.load(Ordering::SeqCst));
-    assert!(matches!(migration.connect().await, Err(Error::Disposed)));
 }
 
 #[tokio::test]
 async fn a_token_failure_is_the_cause_of_the_timeout() {
-    let source = fake();
-    source.fail(TokenErrorKind::Rejected, None);
-    let engine = PooledEngine::builder(settings())
-        .token_source(source)
-        .auth_options(AuthOptions::default().background_refresh(false))
+    let source = FakeSource::new(Arc::new(SystemClock), None);
+    let engine = PooledEngine::builder(offline_settings())
         .connection_timeout(Duration::from_secs(1))
+        .auth_options(AuthOptions::default().background_refresh(false))
+        .token_source(Arc::clone(&source) as _)
         .build()
         .await
         .unwrap();
-    let error = engine.get().await.unwrap_err();
+    // Failing from the first fetch on: nothing was fetched at build without a refresher.
+    source.fail(TokenErrorKind::Rejected, None);
+    let error = engine.get_owned().await.unwrap_err();
     let Error::Timeout {
         cause: Some(cause), ..
     } = &error
@@ -185,53 +71,68 @@ async fn a_token_failure_is_the_cause_of_the_timeout() {
         "{text}"
     );
     assert!(text.contains("the endpoint is down"), "{text}");
-    assert!(text.contains("connection refused"), "{text}");
     engine.dispose().await;
 }
 
 #[test]
-fn errors_say_what_to_do() {
-    let busy = Error::Timeout {
-        waited: Duration::from_secs(30),
-        cause: None,
+fn a_timeout_says_why_and_is_an_auth_failure_when_its_cause_is() {
+    let refused = || cloud_pg_auth::Error::Connect {
+        target: "db:5432 as app".into(),
+        message: "the server refused the credentials".into(),
+        sqlstate: Some(REFUSED_LOGIN_SQLSTATES[0].into()),
+        source: "password authentication failed".into(),
     };
-    assert_eq!(
-        busy.to_string(),
-        "no connection within 30s; all connections are in use: raise max_size or connection_timeout, or return connections sooner"
-    );
-    assert!(!busy.is_auth_failure());
-    assert!(matches!(
-        Error::from(cloud_pg_auth::Error::Disposed),
-        Error::Disposed
-    ));
-    let config = Error::from(cloud_pg_auth::ConfigError::new(
-        "PGHOST",
-        "no server host; set PGHOST",
-    ));
-    assert_eq!(config.to_string(), "PGHOST: no server host; set PGHOST");
+    let cases: [(Option<Error>, &str, bool); 3] = [
+        (
+            None,
+            "no connection within 30s; all connections are in use",
+            false,
+        ),
+        (
+            Some(Error::from(refused())),
+            "no connection within 30s: opening a new connection failed: could not connect",
+            true,
+        ),
+        (
+            Some(Error::Expired),
+            "no connection within 30s: opening a new connection failed: the connection reached",
+            false,
+        ),
+    ];
+    for (cause, text, auth_failure) in cases {
+        let error = Error::Timeout {
+            waited: Duration::from_secs(30),
+            cause: cause.map(Arc::new),
+        };
+        assert!(chain_text(&error).starts_with(text), "{error}");
+        assert_eq!(error.is_auth_failure(), auth_failure, "{error}");
+    }
+    assert!(Error::from(refused()).is_auth_failure());
 }
 
 #[tokio::test]
-async fn the_builder_refuses_values_the_pool_cannot_use() {
-    let cases: [(usize, Option<Duration>, &str); 2] = [
-        (
-            0,
-            Some(Duration::from_secs(60)),
-            "max_size: must be at least 1",
-        ),
-        (
-            1,
-            Some(Duration::ZERO),
-            "max_lifetime: must be more than zero",
-        ),
-    ];
-    for (max_size, max_lifetime, expected) in cases {
-        let error = PooledEngine::builder(password_settings())
-            .max_size(max_size)
-            .max_lifetime(max_lifetime)
-            .build()
-            .await
-            .unwrap_err();
-        assert!(error.to_string().starts_with(expected), "{error}");
-    }
+async fn a_pool_clone_opens_nothing_once_the_engine_is_gone() {
+    let settings = offline_password_settings("pw");
+    let engine = PooledEngine::builder(settings.clone())
+        .build()
+        .await
+        .unwrap();
+    let kept = engine.pool().clone();
+    drop(engine);
+    assert!(matches!(
+        kept.dedicated_connection().await,
+        Err(Error::Disposed)
+    ));
+
+    let engine = PooledEngine::from_settings(settings).await.unwrap();
+    let handler = engine.clone();
+    engine.dispose().await;
+    // Every way in is shut: the clone's checkouts and the manager behind the pool.
+    assert!(matches!(handler.get().await, Err(Error::Disposed)));
+    assert!(matches!(handler.get_owned().await, Err(Error::Disposed)));
+    let pool = handler.pool();
+    assert!(matches!(
+        pool.dedicated_connection().await,
+        Err(Error::Disposed)
+    ));
 }

@@ -5,13 +5,13 @@ mod help;
 #[cfg(test)]
 mod tests;
 
-pub use help::help;
+pub(crate) use help::help;
 
 use std::fmt;
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// `pgauth help [TOPIC]`, `--help`.
     Help(Topic),
     /// `pgauth --version`.
@@ -41,7 +41,7 @@ pub enum Command {
 
 /// `pgauth proxy` arguments.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProxyArgs {
+pub(crate) struct ProxyArgs {
     /// `--listen ADDR`.
     pub listen: Option<std::net::SocketAddr>,
     /// `--socket DIR`.
@@ -66,7 +66,7 @@ pub struct ProxyArgs {
 
 /// Parsed command line: the command and the global flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     /// The command.
     pub command: Command,
     /// `-q`/`--quiet`: no progress lines on standard error.
@@ -75,7 +75,7 @@ pub struct Invocation {
 
 /// A help page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Topic {
+pub(crate) enum Topic {
     /// The overview.
     Main,
     /// `pgauth token`.
@@ -94,7 +94,7 @@ pub enum Topic {
 
 /// The cloud an administrator creates a role for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoleMethod {
+pub(crate) enum RoleMethod {
     /// Azure Database for PostgreSQL (`pgaadauth_create_principal*`).
     Azure,
     /// AWS RDS / Aurora (`GRANT rds_iam`).
@@ -103,7 +103,7 @@ pub enum RoleMethod {
 
 /// The object type given to `pgaadauth_create_principal_with_oid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrincipalType {
+pub(crate) enum PrincipalType {
     /// A managed identity or an app registration (service principal).
     Service,
     /// A user.
@@ -115,7 +115,7 @@ pub enum PrincipalType {
 impl PrincipalType {
     /// The name the Azure function takes.
     #[must_use]
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Service => "service",
             Self::User => "user",
@@ -126,7 +126,7 @@ impl PrincipalType {
 
 /// Privileges granted with the role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grant {
+pub(crate) enum Grant {
     /// `SELECT` on the tables of schema `public`.
     Read,
     /// `read` plus `INSERT`, `UPDATE`, `DELETE` and sequence use.
@@ -138,7 +138,7 @@ pub enum Grant {
 
 /// `pgauth sql create-role` arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateRole {
+pub(crate) struct CreateRole {
     /// `--method`.
     pub method: RoleMethod,
     /// `--name`: the role name.
@@ -155,7 +155,7 @@ pub struct CreateRole {
 
 /// A command line that cannot be run: the message says what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError {
+pub(crate) struct UsageError {
     /// What is wrong.
     pub message: String,
     /// The help page to point at.
@@ -178,7 +178,7 @@ fn usage(topic: Topic, message: impl Into<String>) -> UsageError {
 }
 
 /// Parses the arguments after the program name.
-pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
+pub(crate) fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     let mut quiet = false;
     let mut rest: Vec<&str> = Vec::new();
     let mut after_dashes: Option<Vec<String>> = None;

@@ -10,14 +10,21 @@
 //! `PGPASSWORD` with a warning; everything else (progress, errors, the doctor's report)
 //! shows claims and names, never the token.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod args;
-pub mod doctor;
-pub mod proxy;
-pub mod redact;
-pub mod session;
-pub mod sql;
-pub mod tlsprobe;
+mod args;
+mod doctor;
+mod proxy;
+mod redact;
+mod session;
+mod sql;
+mod tlsprobe;
+
+// The library surface is what `main.rs` and the integration tests need: the commands, the
+// proxy as a library (tests run it in-process), and the tables the tests check output against.
+pub use doctor::{MAX_ROLES as DOCTOR_MAX_ROLES, STEPS as DOCTOR_STEPS};
+pub use proxy::{Listen, Proxy, ProxyError, ProxyHandle, ProxyOptions, ProxyStats};
+pub use session::LIBPQ_ENV_VARS;
 
 use std::io::Write;
 use std::process::Command as Process;
@@ -43,6 +50,16 @@ pub enum Outcome {
 pub const FAILURE: u8 = 1;
 /// Exit status of a command line that cannot be run.
 pub const USAGE: u8 = 2;
+
+/// Whether `args` start the long-running proxy (not `--print-env`): the process then logs
+/// with times and serves on every core.
+#[must_use]
+pub fn serves(args: &[String]) -> bool {
+    matches!(
+        args::parse(args),
+        Ok(Invocation { command: Command::Proxy(ref p), .. }) if !p.print_env
+    )
+}
 
 /// Runs the command line `args` (without the program name) with the settings in `env`,
 /// writing results to `out` and progress, warnings and errors to `err`.
@@ -218,7 +235,7 @@ fn token(session: &Session, json: bool, out: &mut dyn Write) -> Result<(), Error
 
 /// The psql process for `session`: the token and the connection settings in its
 /// environment, the user's `args` on its command line. psql is looked up on `PATH`.
-pub fn psql_command(session: &Session, args: &[String]) -> Result<Process, Error> {
+fn psql_command(session: &Session, args: &[String]) -> Result<Process, Error> {
     let mut command = Process::new("psql");
     command.args(args);
     // The token goes in the environment: /proc/PID/environ is readable only by the same
@@ -248,12 +265,12 @@ async fn proxy_command(
         Err(e) => return fail(err, &Error::Config(e)),
     };
     let listen = match (&args.socket, args.listen) {
-        (Some(dir), listen) => proxy::Listen::Unix {
+        (Some(dir), listen) => Listen::Unix {
             dir: dir.clone(),
             port: listen.map_or(proxy::DEFAULT_PORT, |a| a.port()),
         },
-        (None, Some(addr)) => proxy::Listen::Tcp(addr),
-        (None, None) => proxy::Listen::default(),
+        (None, Some(addr)) => Listen::Tcp(addr),
+        (None, None) => Listen::default(),
     };
     let local_password = env.get(proxy::PASSWORD_VAR).map(Secret::new);
     if args.print_env {
@@ -278,7 +295,7 @@ async fn proxy_command(
         }
         return Outcome::Exit(0);
     }
-    let options = proxy::ProxyOptions {
+    let options = ProxyOptions {
         listen: listen.clone(),
         allow_remote: args.allow_remote,
         tls_cert: args.tls_cert.clone(),
@@ -288,14 +305,14 @@ async fn proxy_command(
         connect_timeout: args.connect_timeout.map(Duration::from_secs),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout.unwrap_or(30)),
         databases: args.databases.clone(),
-        ..proxy::ProxyOptions::default()
+        ..ProxyOptions::default()
     };
-    let proxy = match proxy::Proxy::bind(&settings, options).await {
+    let proxy = match Proxy::bind(&settings, options).await {
         Ok(p) => p,
         Err(e) => return proxy_fail(err, &e),
     };
     let listening = match (&listen, proxy.local_addr()) {
-        (proxy::Listen::Tcp(_), Some(addr)) => addr.to_string(),
+        (Listen::Tcp(_), Some(addr)) => addr.to_string(),
         _ => listen.to_string(),
     };
     if !quiet {
@@ -313,10 +330,10 @@ async fn proxy_command(
     Outcome::Exit(0)
 }
 
-fn proxy_fail(err: &mut dyn Write, error: &proxy::ProxyError) -> Outcome {
+fn proxy_fail(err: &mut dyn Write, error: &ProxyError) -> Outcome {
     match error {
-        proxy::ProxyError::Core(e) => fail(err, e),
-        proxy::ProxyError::Options(_) => {
+        ProxyError::Core(e) => fail(err, e),
+        ProxyError::Options(_) => {
             let _ = writeln!(err, "pgauth: {error}");
             let _ = writeln!(err, "  see: pgauth proxy --help");
             Outcome::Exit(USAGE)
@@ -369,6 +386,6 @@ fn fail(err: &mut dyn Write, error: &Error) -> Outcome {
 
 /// Quotes `value` for a POSIX shell: single quotes, with `'` written as `'\''`.
 #[must_use]
-pub fn shell_quote(value: &str) -> String {
+fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
 }

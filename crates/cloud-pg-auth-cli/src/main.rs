@@ -2,12 +2,12 @@
 //! (`cloud_pg_auth_cli::run`) so tests can run them in-process.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+#![warn(missing_docs, unreachable_pub)]
 
 use std::process::ExitCode;
 
 use cloud_pg_auth::Env;
-use cloud_pg_auth_cli::args::{Command, Invocation, parse};
-use cloud_pg_auth_cli::{FAILURE, Outcome, USAGE, run};
+use cloud_pg_auth_cli::{FAILURE, Outcome, USAGE, run, serves};
 
 fn main() -> ExitCode {
     let mut args = Vec::new();
@@ -22,10 +22,7 @@ fn main() -> ExitCode {
     }
     // The proxy is a long-running service: one info line per connection, with the time,
     // many sessions on all cores. The other commands live seconds on one thread.
-    let serving = matches!(
-        parse(&args),
-        Ok(Invocation { command: Command::Proxy(ref p), .. }) if !p.print_env
-    );
+    let serving = serves(&args);
 
     // The library's own warnings (a GUID user name, a refused login being retried) are
     // useful to a person at a terminal; PGAUTH_LOG=debug shows more.

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 /// What stands in for a removed password.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// `text` with the password of every `scheme://user:password@` replaced by [`MASK`], and
 /// the value of every query parameter that names a secret (`password`, `sslpassword`,
@@ -15,7 +15,7 @@ pub const MASK: &str = "***";
 /// `@`: a password with an unencoded `/`, `?` or `@` is still a password, and hiding a
 /// little too much of an odd URL is better than showing part of one.
 #[must_use]
-pub fn url_passwords(text: &str) -> String {
+pub(crate) fn url_passwords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
@@ -33,7 +33,7 @@ pub fn url_passwords(text: &str) -> String {
 }
 
 /// [`url_passwords`] on every string in `value`, keys included.
-pub fn json(value: &mut Value) {
+pub(crate) fn json(value: &mut Value) {
     match value {
         Value::String(s) if s.contains("://") => *s = url_passwords(s),
         Value::Array(items) => items.iter_mut().for_each(json),

@@ -13,14 +13,14 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 
 /// Builds the token source the settings call for (from the environment they were read from).
-pub async fn source(settings: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
+pub(crate) async fn source(settings: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
     cloud_pg_auth::source_from_settings(settings).await
 }
 
 /// The credential for one command: no background refresh (a command lives seconds), the
 /// settings' refresh policy and fallback password.
 #[must_use]
-pub fn auth(settings: &Settings, source: Arc<dyn TokenSource>) -> Auth {
+pub(crate) fn auth(settings: &Settings, source: Arc<dyn TokenSource>) -> Auth {
     Auth::for_settings(
         settings,
         source,
@@ -29,7 +29,7 @@ pub fn auth(settings: &Settings, source: Arc<dyn TokenSource>) -> Auth {
 }
 
 /// Settings, credential and one token: what `token`, `env` and `psql` need.
-pub struct Session {
+pub(crate) struct Session {
     /// The validated settings.
     pub settings: Settings,
     /// The method resolved from them.
@@ -53,7 +53,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// Reads the settings from `env`, builds the credential and fetches a token.
-    pub async fn open(env: &Env) -> Result<Self, Error> {
+    pub(crate) async fn open(env: &Env) -> Result<Self, Error> {
         let settings = Settings::from_env_vars(env)?;
         let method = settings.resolved_method()?;
         let auth = auth(&settings, source(&settings).await?);
@@ -67,13 +67,13 @@ impl Session {
     }
 
     /// The login role: `PGUSER`, else the name the token implies.
-    pub fn user(&self) -> Result<String, Error> {
+    pub(crate) fn user(&self) -> Result<String, Error> {
         login_user(&self.settings, &self.token)
     }
 }
 
 /// `PGUSER`, else the name the token implies, else an error saying to set `PGUSER`.
-pub fn login_user(settings: &Settings, token: &AccessToken) -> Result<String, Error> {
+pub(crate) fn login_user(settings: &Settings, token: &AccessToken) -> Result<String, Error> {
     if let Some(user) = &settings.user {
         return Ok(user.clone());
     }
@@ -142,7 +142,7 @@ pub const LIBPQ_ENV_VARS: &[&str] = &[
 /// The names of [`LIBPQ_ENV_VARS`] that `vars` (from [`libpq_vars`]) does not set: a child
 /// must not inherit them.
 #[must_use]
-pub fn libpq_vars_to_unset(vars: &[(&'static str, String)]) -> Vec<&'static str> {
+pub(crate) fn libpq_vars_to_unset(vars: &[(&'static str, String)]) -> Vec<&'static str> {
     LIBPQ_ENV_VARS
         .iter()
         .copied()
@@ -154,7 +154,7 @@ pub fn libpq_vars_to_unset(vars: &[(&'static str, String)]) -> Vec<&'static str>
 /// when the loopback opt-in allows less, as it does for the library); otherwise
 /// `verify-full`, since the password is a token.
 #[must_use]
-pub fn libpq_ssl_mode(settings: &Settings, method: AuthMethod) -> SslMode {
+pub(crate) fn libpq_ssl_mode(settings: &Settings, method: AuthMethod) -> SslMode {
     let mode = settings.effective_ssl_mode().unwrap_or(SslMode::VerifyFull);
     // verify-ca checks only the chain: against the system's public roots, any publicly
     // trusted certificate would receive the token. Only a CA file the user named will do.
@@ -177,7 +177,7 @@ pub fn libpq_ssl_mode(settings: &Settings, method: AuthMethod) -> SslMode {
 /// bundles; `system` (libpq 16 and later) uses the operating system's store, which holds
 /// the same public CAs.
 #[must_use]
-pub fn libpq_root_cert(settings: &Settings, mode: SslMode) -> Option<String> {
+pub(crate) fn libpq_root_cert(settings: &Settings, mode: SslMode) -> Option<String> {
     if !mode.verifies() {
         return match &settings.root_certs {
             RootCerts::File(path) => Some(path.display().to_string()),
@@ -192,7 +192,7 @@ pub fn libpq_root_cert(settings: &Settings, mode: SslMode) -> Option<String> {
 
 /// The libpq variables for a tool that logs in with `token` (PGPASSWORD included), in the
 /// order they are printed.
-pub fn libpq_vars(
+pub(crate) fn libpq_vars(
     settings: &Settings,
     method: AuthMethod,
     token: &AccessToken,
@@ -229,7 +229,7 @@ pub fn libpq_vars(
 
 /// How long until `at`, for people: `59m 12s`, `23h 59m`, `expired 3m ago`.
 #[must_use]
-pub fn until(at: SystemTime, now: SystemTime) -> String {
+pub(crate) fn until(at: SystemTime, now: SystemTime) -> String {
     match at.duration_since(now) {
         Ok(left) => format!("in {}", human(left)),
         Err(e) => format!("expired {} ago", human(e.duration())),
@@ -252,7 +252,7 @@ fn human(d: Duration) -> String {
 /// parameters (host, user, region, key id, date, lifetime; never the signature or the
 /// session token).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TokenSummary {
+pub(crate) struct TokenSummary {
     /// `(name, value)` pairs in display order.
     pub fields: Vec<(&'static str, String)>,
     /// The audience (Azure).
@@ -268,7 +268,7 @@ pub struct TokenSummary {
 impl TokenSummary {
     /// The summary as a JSON object.
     #[must_use]
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut map = Map::new();
         for (k, v) in &self.fields {
             map.insert((*k).to_string(), json!(v));
@@ -278,7 +278,7 @@ impl TokenSummary {
 
     /// `name value, name value`.
     #[must_use]
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         self.fields
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
@@ -289,7 +289,7 @@ impl TokenSummary {
 
 /// Summarises `token` for `method`.
 #[must_use]
-pub fn summarize(method: AuthMethod, token: &AccessToken, now: SystemTime) -> TokenSummary {
+pub(crate) fn summarize(method: AuthMethod, token: &AccessToken, now: SystemTime) -> TokenSummary {
     let mut summary = TokenSummary::default();
     let secret = token.secret().expose();
     match method {

@@ -121,7 +121,7 @@ fn dollar_tag(body: &str) -> String {
 }
 
 /// The SQL for `request`, or what is wrong with it.
-pub fn create_role(request: &CreateRole) -> Result<String, String> {
+pub(crate) fn create_role(request: &CreateRole) -> Result<String, String> {
     let name = &request.name;
     check_name("--name", "role name", name)?;
     if request.method == RoleMethod::Aws {

@@ -18,7 +18,7 @@ const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
 /// What a successful handshake showed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsReport {
+pub(crate) struct TlsReport {
     /// `TLSv1_3` and so on.
     pub protocol: String,
     /// The negotiated cipher suite.
@@ -29,7 +29,7 @@ pub struct TlsReport {
 
 /// Why the probe failed.
 #[derive(Debug)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     /// No TCP connection.
     Connect(std::io::Error),
     /// The server answered `N` to SSLRequest: it does not offer TLS.
@@ -71,7 +71,7 @@ impl fmt::Display for ProbeError {
 /// Where the probe goes: `host` is the name the certificate is checked against; `hostaddr`
 /// (libpq's), when set, is the address dialled instead of resolving `host`.
 #[derive(Debug, Clone, Copy)]
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     /// The server's name (or address), as in `PGHOST`.
     pub host: &'a str,
     /// `PGHOSTADDR`.
@@ -81,7 +81,7 @@ pub struct Target<'a> {
 }
 
 /// Connects to `target`, asks for TLS and completes a handshake with `config`.
-pub async fn probe(
+pub(crate) async fn probe(
     target: Target<'_>,
     config: Arc<ClientConfig>,
     insecure_names: Arc<ClientConfig>,
@@ -174,7 +174,7 @@ async fn handshake(target: Target<'_>, config: Arc<ClientConfig>) -> Result<TlsR
 
 /// The names a certificate is for, and its expiry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CertNames {
+pub(crate) struct CertNames {
     /// Subject alternative names: DNS names and IP addresses.
     pub alt_names: Vec<String>,
     /// The subject's common name.
@@ -186,7 +186,7 @@ pub struct CertNames {
 impl CertNames {
     /// The names to show: the alternative names, else the common name.
     #[must_use]
-    pub fn shown(&self) -> Vec<String> {
+    pub(crate) fn shown(&self) -> Vec<String> {
         if self.alt_names.is_empty() {
             self.common_name.iter().cloned().collect()
         } else {
@@ -197,7 +197,7 @@ impl CertNames {
 
 /// Reads the names from a DER certificate; unknown shapes give empty fields, never a panic.
 #[must_use]
-pub fn cert_names(cert: &CertificateDer<'_>) -> CertNames {
+pub(crate) fn cert_names(cert: &CertificateDer<'_>) -> CertNames {
     parse_names(cert.as_ref()).unwrap_or_default()
 }
 
@@ -359,5 +359,21 @@ mod tests {
         check(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff], CertNames::default());
         check(&[0x30, 0x03, 0x30, 0x01, 0x00], CertNames::default());
         check(&[0x04, 0x00], CertNames::default());
+    }
+
+    #[test]
+    fn certificate_names_are_read_from_der() {
+        use rustls_pki_types::pem::PemObject as _;
+        let ca = cloud_pg_auth_testkit::tls::TestCa::generate();
+        let (cert_pem, _) = ca
+            .try_issue(&["db.example.internal", "localhost", "127.0.0.1", "::1"])
+            .unwrap();
+        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        let names = cert_names(&der);
+        assert_eq!(
+            names.alt_names,
+            ["db.example.internal", "localhost", "127.0.0.1", "::1"]
+        );
+        assert!(names.not_after.is_some());
     }
 }

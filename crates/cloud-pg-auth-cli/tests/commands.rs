@@ -2,13 +2,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use cloud_pg_auth_cli::Outcome;
-use cloud_pg_auth_cli::tlsprobe;
 use cloud_pg_auth_testkit::postgres::{PostgresServer, ServerOptions, TcpTls};
 use cloud_pg_auth_testkit::tls::TestCa;
-use cloud_pg_auth_testkit::{Cloud, Emulator, EmulatorOptions, IdentityKind};
+use cloud_pg_auth_testkit::{Cloud, Emulator, EmulatorOptions, IdentityKind, PATIENCE, poll_until};
 use common::{env, parse_exports, pgauth};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -264,7 +261,7 @@ async fn doctor_passes_every_step_and_never_shows_the_token() {
         let human = pgauth(&["doctor"], &env).await;
         assert_eq!(human.code(), Some(0));
         assert!(human.out.contains("verdict: OK"), "{}", human.out);
-        for (name, _) in cloud_pg_auth_cli::doctor::STEPS {
+        for (name, _) in cloud_pg_auth_cli::DOCTOR_STEPS {
             assert!(
                 human.out.contains(&format!(" {name} ")),
                 "{name}: {}",
@@ -427,21 +424,22 @@ async fn doctor_names_the_role_to_create_for_an_unmapped_identity() {
 
 /// Asks `port` for TLS until it answers `N` (a reload is asynchronous).
 async fn wait_for_no_tls(port: u16) {
-    for _ in 0..200 {
-        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
-            .await
-            .unwrap();
-        let mut answer = [0u8; 1];
-        tcp.read_exact(&mut answer).await.unwrap();
-        if answer[0] == b'N' {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server kept offering TLS after ssl = off");
+    poll_until(
+        "the server stops offering TLS after ssl = off",
+        PATIENCE,
+        async || {
+            let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+                .await
+                .unwrap();
+            let mut answer = [0u8; 1];
+            tcp.read_exact(&mut answer).await.unwrap();
+            answer[0] == b'N'
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -716,22 +714,6 @@ async fn create_role_grants_are_safe_with_hostile_database_names() {
     assert_eq!(canary, 1, "a hostile database name ran SQL");
 }
 
-#[tokio::test]
-async fn certificate_names_are_read_from_der() {
-    let ca = TestCa::generate();
-    let (cert_pem, _) = ca
-        .try_issue(&["db.example.internal", "localhost", "127.0.0.1", "::1"])
-        .unwrap();
-    use rustls_pki_types::pem::PemObject as _;
-    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
-    let names = tlsprobe::cert_names(&der);
-    assert_eq!(
-        names.alt_names,
-        ["db.example.internal", "localhost", "127.0.0.1", "::1"]
-    );
-    assert!(names.not_after.is_some());
-}
-
 /// The environment changes `pgauth psql` makes for psql: `Some` sets, `None` removes.
 async fn psql_env_changes(
     emulator: &Emulator,
@@ -780,7 +762,7 @@ async fn psql_removes_every_libpq_variable_it_does_not_set() {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    for name in cloud_pg_auth_cli::session::LIBPQ_ENV_VARS {
+    for name in cloud_pg_auth_cli::LIBPQ_ENV_VARS {
         assert!(
             change(name).is_some(),
             "psql would inherit {name} from pgauth's environment: {changes:?}"
@@ -814,7 +796,7 @@ async fn env_unsets_every_libpq_variable_it_does_not_export() {
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    for name in cloud_pg_auth_cli::session::LIBPQ_ENV_VARS {
+    for name in cloud_pg_auth_cli::LIBPQ_ENV_VARS {
         let is_unset = unset.contains(name);
         let is_exported = exported.iter().any(|e| e == name);
         assert!(
@@ -916,7 +898,7 @@ async fn doctor_hint_for_a_name_mismatch_names_hostaddr_not_verify_ca() {
 #[tokio::test]
 async fn doctor_reads_a_bounded_number_of_role_memberships() {
     let emulator = emulator().await;
-    let extra = cloud_pg_auth_cli::doctor::MAX_ROLES + 10;
+    let extra = cloud_pg_auth_cli::DOCTOR_MAX_ROLES + 10;
     emulator
         .postgres()
         .execute_admin(&format!(
@@ -933,15 +915,12 @@ async fn doctor_reads_a_bounded_number_of_role_memberships() {
     let listed = roles["data"]["member_of"].as_array().unwrap();
     assert_eq!(
         listed.len() as i64,
-        cloud_pg_auth_cli::doctor::MAX_ROLES,
+        cloud_pg_auth_cli::DOCTOR_MAX_ROLES,
         "{roles:#}"
     );
     let total = roles["data"]["member_of_count"].as_i64().unwrap();
     assert!(total >= extra, "{roles:#}");
-    let more = format!(
-        " and {} more;",
-        total - cloud_pg_auth_cli::doctor::MAX_ROLES
-    );
+    let more = format!(" and {} more;", total - cloud_pg_auth_cli::DOCTOR_MAX_ROLES);
     assert!(
         roles["summary"].as_str().unwrap().contains(&more),
         "{roles:#}"

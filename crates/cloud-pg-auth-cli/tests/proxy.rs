@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use cloud_pg_auth::clock::{Clock, ManualClock};
 use cloud_pg_auth::tokio_postgres::{self, NoTls, error::SqlState};
 use cloud_pg_auth::{AuthOptions, Secret, Settings};
-use cloud_pg_auth_cli::proxy::{Listen, Proxy, ProxyHandle, ProxyOptions, ProxyStats};
+use cloud_pg_auth_cli::{Listen, Proxy, ProxyHandle, ProxyOptions, ProxyStats};
 use cloud_pg_auth_testkit::postgres::{PostgresServer, ServerOptions, TcpTls, find_bin_dir};
 use cloud_pg_auth_testkit::tls::TestCa;
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions, Faults};

@@ -1,7 +1,11 @@
+//! This crate's error, and how deadpool's pool errors map onto it.
+
 use std::time::Duration;
 
+use cloud_pg_auth::login::is_refused_login;
 use cloud_pg_auth::migrate::MigrateError;
-use deadpool::managed::{BuildError, HookError, PoolError, TimeoutType};
+use deadpool::managed::{BuildError, HookError, PoolError, TimeoutType, Timeouts};
+use tokio_postgres::error::SqlState;
 
 /// What can go wrong in this crate. Causes stay in the [`source`](std::error::Error::source)
 /// chain: a token failure reaches the caller of [`PooledEngine::get`](crate::PooledEngine::get)
@@ -12,20 +16,23 @@ pub enum Error {
     /// Settings, token, TLS or login trouble (from `cloud-pg-auth`).
     #[error(transparent)]
     Auth(cloud_pg_auth::Error),
-    /// A statement failed or the connection broke.
+    /// The engine was disposed or dropped.
+    #[error("the engine was disposed; create a new one")]
+    Disposed,
+    /// The pool gave no connection in time.
+    #[error("timed out after {waited:?} {}; raise connection_timeout or max_size, and check the engine status", stage(*kind))]
+    Timeout {
+        /// The pool's timeout for that step.
+        waited: Duration,
+        /// Which step ran out of time.
+        kind: TimeoutType,
+    },
+    /// A statement failed, the connection broke, or an idle one failed its checkout check.
     #[error(transparent)]
     Postgres(#[from] tokio_postgres::Error),
     /// A migration run failed.
     #[error(transparent)]
     Migrate(#[from] MigrateError),
-    /// The pool gave no connection in time.
-    #[error("timed out after {waited:?} {}; raise connection_timeout or max_size, and check the engine status", stage(*kind))]
-    Timeout {
-        /// The configured connection timeout.
-        waited: Duration,
-        /// Which step ran out of time.
-        kind: TimeoutType,
-    },
     /// A hook added through [`PooledEngineBuilder::configure`](crate::PooledEngineBuilder::configure) failed.
     #[error("a pool hook failed: {message}")]
     Hook {
@@ -35,10 +42,9 @@ pub enum Error {
     /// The pool could not be built.
     #[error("could not build the pool")]
     Build(#[source] BuildError),
-    /// The engine was disposed.
-    #[error("the engine was disposed; create a new one")]
-    Disposed,
 }
+
+cloud_pg_auth::adapter_error_conversions!(Error);
 
 fn stage(kind: TimeoutType) -> &'static str {
     match kind {
@@ -49,44 +55,38 @@ fn stage(kind: TimeoutType) -> &'static str {
 }
 
 impl Error {
-    /// Whether the server refused the credentials (SQLSTATE 28P01 or 28000).
+    /// Whether the server refused the credentials
+    /// ([`REFUSED_LOGIN_SQLSTATES`](cloud_pg_auth::login::REFUSED_LOGIN_SQLSTATES)).
     #[must_use]
     pub fn is_auth_failure(&self) -> bool {
         match self {
-            Self::Auth(e) => e.is_auth_failure(),
-            Self::Postgres(e) => matches!(
-                e.code().map(tokio_postgres::error::SqlState::code),
-                Some("28P01" | "28000")
-            ),
+            Self::Auth(error) => error.is_auth_failure(),
+            Self::Postgres(error) => is_refused_login(error.code().map(SqlState::code)),
             _ => false,
         }
     }
 
-    pub(crate) fn from_pool(error: PoolError<Self>, waited: Duration) -> Self {
+    /// deadpool's error as this crate's; `timeouts` are the pool's own (`configure` may
+    /// have changed one of them).
+    pub(crate) fn from_pool(error: PoolError<Self>, timeouts: &Timeouts) -> Self {
         match error {
-            PoolError::Backend(e) => e,
-            PoolError::Timeout(kind) => Self::Timeout { waited, kind },
+            PoolError::Backend(e) | PoolError::PostCreateHook(HookError::Backend(e)) => e,
+            PoolError::Timeout(kind) => {
+                let limit = match kind {
+                    TimeoutType::Wait => timeouts.wait,
+                    TimeoutType::Create => timeouts.create,
+                    TimeoutType::Recycle => timeouts.recycle,
+                };
+                Self::Timeout {
+                    waited: limit.unwrap_or_default(),
+                    kind,
+                }
+            }
             PoolError::Closed => Self::Disposed,
-            PoolError::PostCreateHook(HookError::Backend(e)) => e,
             PoolError::PostCreateHook(HookError::Message(message)) => Self::Hook {
                 message: message.into_owned(),
             },
             PoolError::NoRuntimeSpecified => Self::Build(BuildError::NoRuntimeSpecified),
         }
-    }
-}
-
-impl From<cloud_pg_auth::Error> for Error {
-    fn from(error: cloud_pg_auth::Error) -> Self {
-        match error {
-            cloud_pg_auth::Error::Disposed => Self::Disposed,
-            other => Self::Auth(other),
-        }
-    }
-}
-
-impl From<cloud_pg_auth::ConfigError> for Error {
-    fn from(error: cloud_pg_auth::ConfigError) -> Self {
-        Self::Auth(error.into())
     }
 }

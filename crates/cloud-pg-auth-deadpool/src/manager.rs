@@ -1,7 +1,12 @@
+//! deadpool's manager for this crate: opens connections through the engine's connector and
+//! checks idle ones at checkout.
+
 use std::fmt;
 use std::time::Duration;
 
 use cloud_pg_auth::PgConnector;
+use cloud_pg_auth::engine::LifecycleWatch;
+use cloud_pg_auth::migrate::Driver;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use deadpool_postgres::{ClientWrapper, RecyclingMethod};
 
@@ -14,25 +19,29 @@ use crate::Error;
 /// is `tokio_postgres::Error`: that type has no public constructor, so a token failure could
 /// not reach the caller with its cause. Connections are deadpool-postgres's own
 /// [`ClientWrapper`], so its client API (statement cache, transactions) stays the same.
+///
+/// The manager watches the engine without owning its credential: once the engine is
+/// disposed or dropped, a clone of the pool opens nothing (`Error::Disposed`) and hands out
+/// no idle connection.
 pub struct Manager {
     connector: PgConnector,
     recycling: RecyclingMethod,
     max_lifetime: Option<Duration>,
+    engine: LifecycleWatch,
 }
 
 impl Manager {
-    /// A manager over `connector`. `recycling` is the checkout check (`Verified` runs an
-    /// empty query); connections older than `max_lifetime` are closed at checkout instead.
-    #[must_use]
-    pub fn new(
+    pub(crate) fn new(
         connector: PgConnector,
         recycling: RecyclingMethod,
         max_lifetime: Option<Duration>,
+        engine: LifecycleWatch,
     ) -> Self {
         Self {
             connector,
             recycling,
             max_lifetime,
+            engine,
         }
     }
 
@@ -53,6 +62,14 @@ impl Manager {
     pub fn max_lifetime(&self) -> Option<Duration> {
         self.max_lifetime
     }
+
+    fn engine_open(&self) -> Result<(), Error> {
+        if self.engine.is_closed() {
+            Err(Error::Disposed)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl fmt::Debug for Manager {
@@ -61,6 +78,7 @@ impl fmt::Debug for Manager {
             .field("connector", &self.connector)
             .field("recycling", &self.recycling)
             .field("max_lifetime", &self.max_lifetime)
+            .field("engine", &self.engine)
             .finish()
     }
 }
@@ -70,11 +88,15 @@ impl managed::Manager for Manager {
     type Error = Error;
 
     async fn create(&self) -> Result<ClientWrapper, Error> {
-        let (client, task) = self.connector.connect().await?;
-        Ok(ClientWrapper::new(client, task))
+        self.engine_open()?;
+        let client = Self::open(&self.connector).await?;
+        // Opened while the engine went away: it would outlive the credential's engine.
+        self.engine_open()?;
+        Ok(client)
     }
 
     async fn recycle(&self, client: &mut ClientWrapper, metrics: &Metrics) -> RecycleResult<Error> {
+        self.engine_open().map_err(RecycleError::Backend)?;
         // Hygiene, not token expiry: the server checks the token only at login.
         if let Some(max) = self.max_lifetime
             && metrics.age() >= max

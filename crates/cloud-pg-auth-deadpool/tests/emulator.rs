@@ -1,5 +1,6 @@
 //! End to end through the local emulator (a real PostgreSQL behind it) with the password
-//! method: migrations, checkouts, reuse, max lifetime, auth failures, dispose.
+//! method: migrations, checkouts, reuse, deadpool's timeouts, max lifetime, auth failures,
+//! dispose while connections are out.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use cloud_pg_auth::testing::{on_throwaway_runtime, password_settings_from};
 use cloud_pg_auth_deadpool::{
     Error, MigrateError, Migration, MigrationEngine, Migrations, PooledEngine,
 };
-use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
+use cloud_pg_auth_testkit::{Emulator, EmulatorOptions, poll_until};
 
 fn settings(emulator: &Emulator, password: &str) -> Settings {
     password_settings_from(emulator.env(), emulator.password_role(), password)
@@ -136,12 +137,22 @@ async fn password_method_end_to_end() {
     drop(first);
     busy.dispose().await;
 
-    // Dispose with a connection checked out: it is dropped when it comes back.
-    engine.dispose().await;
-    assert_eq!(engine.pool().status().size, 2);
-    drop(held);
-    assert_eq!(engine.pool().status().size, 0);
+    // Dispose with connections checked out: the pool closes at once, dispose waits until
+    // they come back (they are dropped then).
+    let disposing = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.dispose().await }
+    });
+    poll_until("the pool is closed", Duration::from_secs(10), async || {
+        engine.pool().is_closed()
+    })
+    .await;
     assert!(matches!(engine.get().await, Err(Error::Disposed)));
+    assert_eq!(engine.pool().status().size, 2);
+    assert!(!disposing.is_finished(), "dispose did not wait");
+    drop(held);
+    disposing.await.unwrap();
+    assert_eq!(engine.pool().status().size, 0);
 
     // A max lifetime shorter than any checkout: every checkout opens a new connection.
     let short = PooledEngine::builder(good.clone())

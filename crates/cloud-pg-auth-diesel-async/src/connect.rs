@@ -1,7 +1,7 @@
 //! Opening one `AsyncPgConnection` with a fresh token, for the pool and the migration engine.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use cloud_pg_auth::{PgConnector, RawConnection, chain_text};
 use diesel::ConnectionError;
@@ -31,60 +31,53 @@ pub(crate) async fn open(connector: &PgConnector) -> Result<AsyncPgConnection, E
     connection.map_err(Error::Connection)
 }
 
-/// The pool's half of an engine: the connector and the causes of recent failed connects.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) connector: PgConnector,
-    /// diesel-async's pool carries a failed connect only as `BadConnection(String)`; the real
-    /// error waits here, keyed by that text, until `get()` picks it up.
-    failures: Mutex<VecDeque<(String, cloud_pg_auth::Error)>>,
+/// The causes of recent failed connects. diesel-async's pool carries a failed connect only
+/// as `BadConnection(String)`; the real error waits here, keyed by that text, until `get()`
+/// picks it up.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectFailures {
+    kept: Mutex<VecDeque<(String, Error)>>,
 }
 
 /// Enough for every concurrent checkout of a large pool; older causes are dropped.
 const KEPT_FAILURES: usize = 64;
 
-impl Shared {
-    pub(crate) fn new(connector: PgConnector) -> Self {
-        Self {
-            connector,
-            failures: Mutex::new(VecDeque::new()),
+impl ConnectFailures {
+    fn remember(&self, text: String, error: Error) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() == KEPT_FAILURES {
+            kept.pop_front();
         }
-    }
-
-    fn remember(&self, text: String, error: cloud_pg_auth::Error) {
-        let mut failures = self.failures.lock().unwrap();
-        if failures.len() == KEPT_FAILURES {
-            failures.pop_front();
-        }
-        failures.push_back((text, error));
+        kept.push_back((text, error));
     }
 
     /// The kept cause of the failure whose text diesel-async reported.
-    pub(crate) fn take_failure(&self, text: &str) -> Option<cloud_pg_auth::Error> {
-        let mut failures = self.failures.lock().unwrap();
-        let index = failures.iter().position(|(t, _)| t == text)?;
-        failures.remove(index).map(|(_, e)| e)
+    pub(crate) fn take(&self, text: &str) -> Option<Error> {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = kept.iter().position(|(t, _)| t == text)?;
+        kept.remove(index).map(|(_, e)| e)
     }
 }
 
-/// The `custom_setup` of the pool's manager. It holds the engine's state weakly, so the
-/// pool (which a user may have cloned) never keeps the credential and its refresher alive.
-pub(crate) fn setup_callback(shared: Weak<Shared>) -> SetupCallback<AsyncPgConnection> {
+/// The `custom_setup` of the pool's manager. The connector it holds keeps no credential
+/// alive: once the engine's last handle is gone (or the engine was disposed), the
+/// credential is closed and every connect through it fails with [`Error::Disposed`].
+pub(crate) fn setup_callback(
+    connector: PgConnector,
+    failures: Arc<ConnectFailures>,
+) -> SetupCallback<AsyncPgConnection> {
     Box::new(move |_url| {
-        let shared = shared.clone();
+        let connector = connector.clone();
+        let failures = Arc::clone(&failures);
         Box::pin(async move {
-            let Some(shared) = shared.upgrade() else {
-                return Err(ConnectionError::BadConnection(Error::Disposed.to_string()));
-            };
-            match open(&shared.connector).await {
+            match open(&connector).await {
                 Ok(connection) => Ok(connection),
                 Err(Error::Connection(e)) => Err(e),
-                Err(Error::Auth(e)) => {
-                    let text = chain_text(&e);
-                    shared.remember(text.clone(), e);
+                Err(other) => {
+                    let text = chain_text(&other);
+                    failures.remember(text.clone(), other);
                     Err(ConnectionError::BadConnection(text))
                 }
-                Err(other) => Err(ConnectionError::BadConnection(chain_text(&other))),
             }
         })
     })

@@ -3,12 +3,10 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cloud_pg_auth::{
-    Auth, AuthOptions, EngineStatus, PgConnector, PoolStatus, Settings, TokenSource,
-};
+use cloud_pg_auth::engine::{Lifecycle, LifecycleWatch, PoolConfig, connections_returned};
+use cloud_pg_auth::{Auth, EngineStatus, PgConnector, PoolStatus, Settings};
 use deadpool::Runtime;
 use deadpool::managed::{Hook, HookError};
 use diesel_async::AsyncPgConnection;
@@ -16,69 +14,35 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 
-use crate::connect::{Shared, setup_callback};
+use crate::connect::{ConnectFailures, setup_callback};
 use crate::{Connection, Error, Pool, PoolBuilder};
-
-/// The most connections a pool opens unless told otherwise.
-pub const DEFAULT_MAX_SIZE: usize = 10;
-/// Connections older than this are closed at their next checkout (hygiene, not tied to the
-/// token lifetime: a token is only checked at login).
-pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(55 * 60);
-/// How long a checkout waits for a free slot, for a new connection, or for the checkout ping.
-pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A diesel-async connection pool (deadpool) for one server, with its own credential.
 ///
 /// Every new physical connection logs in with a token from this engine's cache (refreshed in
 /// the background), over the TLS policy of the settings, retrying once with a new token if
 /// the server refuses the login. Idle connections are checked with `SELECT 1` at checkout
-/// and closed after [`DEFAULT_MAX_LIFETIME`]. Clones share the pool and the credential.
+/// and closed after [`DEFAULT_MAX_LIFETIME`](crate::DEFAULT_MAX_LIFETIME).
+///
+/// Clones share the pool and the credential. Dropping the last clone closes the pool, stops
+/// the refresher and drops the credential, even while a clone of [`PooledEngine::pool`] or
+/// of [`PooledEngine::auth`] lives on (they then hand out nothing: new logins fail with
+/// [`Error::Disposed`]).
 #[derive(Clone)]
 pub struct PooledEngine {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     pool: Pool,
-    shared: Arc<Shared>,
-    disposed: AtomicBool,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Dropping the engine ends it like dispose, without waiting: the pool (maybe cloned by
-        // the user) stops handing out connections, the refresher stops even if the user holds
-        // a clone of the credential, and the credential goes with `shared`.
-        self.pool.close();
-        self.shared.connector.auth().stop_refresher();
-    }
+    connector: PgConnector,
+    failures: Arc<ConnectFailures>,
+    lifecycle: Lifecycle,
 }
 
 impl PooledEngine {
-    /// An engine configured from the environment ([`Settings::from_env`]).
-    pub async fn from_env() -> Result<Self, Error> {
-        Self::from_settings(Settings::from_env()?).await
-    }
-
-    /// An engine for `settings` with the default options.
-    pub async fn from_settings(settings: Settings) -> Result<Self, Error> {
-        Self::builder(settings).build().await
-    }
-
-    /// An engine for a `postgres://` URL ([`Settings::from_url`]).
-    pub async fn from_url(url: &str) -> Result<Self, Error> {
-        Self::from_settings(Settings::from_url(url)?).await
-    }
+    cloud_pg_auth::engine_constructors!(Error);
 
     /// A builder, to change the pool's options.
     pub fn builder(settings: Settings) -> PooledEngineBuilder {
         PooledEngineBuilder {
-            settings,
-            max_size: DEFAULT_MAX_SIZE,
-            max_lifetime: Some(DEFAULT_MAX_LIFETIME),
-            connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
-            auth_options: AuthOptions::default(),
-            token_source: None,
+            config: PoolConfig::new(settings),
             recycling_method: RecyclingMethod::Verified,
             configure: None,
         }
@@ -86,15 +50,12 @@ impl PooledEngine {
 
     /// Checks out a connection: an idle one that passes the checkout ping, or a new one that
     /// logs in with a fresh token. A failed login comes back with its cause (token source
-    /// error, TLS error, the server's refusal).
+    /// error, TLS error, the server's refusal). The connection is owned (`'static`).
     pub async fn get(&self) -> Result<Connection, Error> {
-        if self.is_disposed() {
-            return Err(Error::Disposed);
-        }
-        let pool = &self.inner.pool;
-        pool.get().await.map_err(|error| {
-            Error::from_pool(error, &pool.timeouts(), |text| {
-                self.inner.shared.take_failure(text)
+        self.lifecycle.check_open()?;
+        self.pool.get().await.map_err(|error| {
+            Error::from_pool(error, &self.pool.timeouts(), |text| {
+                self.failures.take(text)
             })
         })
     }
@@ -102,15 +63,27 @@ impl PooledEngine {
     /// The deadpool pool (for its own API: `status`, `resize`, `retain`).
     #[must_use]
     pub fn pool(&self) -> &Pool {
-        &self.inner.pool
+        &self.pool
+    }
+
+    /// The connector new connections log in through (target, counters, credential).
+    #[must_use]
+    pub fn connector(&self) -> &PgConnector {
+        &self.connector
+    }
+
+    /// The engine's credential.
+    #[must_use]
+    pub fn auth(&self) -> &Auth {
+        self.lifecycle.auth()
     }
 
     /// The credential's status, connection counters and pool figures (a `/health` payload;
     /// no secrets).
     #[must_use]
     pub fn status(&self) -> EngineStatus {
-        let pool = self.inner.pool.status();
-        self.connector().engine_status(Some(PoolStatus::new(
+        let pool = self.pool.status();
+        self.connector.engine_status(Some(PoolStatus::new(
             pool.max_size,
             pool.size,
             pool.available,
@@ -118,42 +91,41 @@ impl PooledEngine {
         )))
     }
 
-    /// The engine's credential.
-    #[must_use]
-    pub fn auth(&self) -> &Auth {
-        self.connector().auth()
-    }
-
     /// Closes the pool (idle connections close now, checked-out ones when returned), stops
-    /// the background refresh and drops the credential. Later checkouts fail with
-    /// [`Error::Disposed`]. Idempotent.
+    /// the background refresh and drops the credential, then waits for checked-out
+    /// connections to come back, at most the builder's `dispose_timeout`. Later checkouts
+    /// fail with [`Error::Disposed`]. Idempotent.
     pub async fn dispose(&self) {
-        self.inner.disposed.store(true, Ordering::SeqCst);
-        self.inner.pool.close();
-        self.connector().dispose().await;
+        let pool = self.pool.clone();
+        self.lifecycle
+            .dispose(move || {
+                pool.close();
+                connections_returned(move || {
+                    // After `close` the pool's size counts only connections still out.
+                    let status = pool.status();
+                    status.size.saturating_sub(status.available)
+                })
+            })
+            .await;
     }
 
     /// Whether [`PooledEngine::dispose`] ran.
     #[must_use]
     pub fn is_disposed(&self) -> bool {
-        self.inner.disposed.load(Ordering::SeqCst)
-    }
-
-    fn connector(&self) -> &PgConnector {
-        &self.inner.shared.connector
+        self.lifecycle.is_disposed()
     }
 }
 
 impl fmt::Debug for PooledEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pool = self.inner.pool.status();
+        let pool = self.pool.status();
         f.debug_struct("PooledEngine")
-            .field("target", &self.connector().target())
+            .field("target", &self.connector.target())
             .field("max_size", &pool.max_size)
             .field("size", &pool.size)
             .field("idle", &pool.available)
             .field("auth", self.auth())
-            .field("stats", &self.connector().stats())
+            .field("stats", &self.connector.stats())
             .field("disposed", &self.is_disposed())
             .finish()
     }
@@ -164,49 +136,13 @@ type Configure = Box<dyn FnOnce(PoolBuilder) -> PoolBuilder + Send>;
 /// Options of a [`PooledEngine`]; consuming, finished by [`PooledEngineBuilder::build`].
 #[must_use]
 pub struct PooledEngineBuilder {
-    settings: Settings,
-    max_size: usize,
-    max_lifetime: Option<Duration>,
-    connection_timeout: Duration,
-    auth_options: AuthOptions,
-    token_source: Option<Arc<dyn TokenSource>>,
+    config: PoolConfig,
     recycling_method: RecyclingMethod<AsyncPgConnection>,
     configure: Option<Configure>,
 }
 
 impl PooledEngineBuilder {
-    /// The most connections the pool opens ([`DEFAULT_MAX_SIZE`]).
-    pub fn max_size(mut self, max_size: usize) -> Self {
-        self.max_size = max_size;
-        self
-    }
-
-    /// Connections older than this are closed at their next checkout
-    /// ([`DEFAULT_MAX_LIFETIME`]); `None` keeps them.
-    pub fn max_lifetime(mut self, max_lifetime: impl Into<Option<Duration>>) -> Self {
-        self.max_lifetime = max_lifetime.into();
-        self
-    }
-
-    /// How long a checkout may wait for a free slot, for a new connection (token and login)
-    /// and for the checkout ping, each ([`DEFAULT_CONNECTION_TIMEOUT`]).
-    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
-        self.connection_timeout = timeout;
-        self
-    }
-
-    /// The credential's options (background refresh, clock). The refresh policy and the
-    /// fallback password come from the settings.
-    pub fn auth_options(mut self, options: AuthOptions) -> Self {
-        self.auth_options = options;
-        self
-    }
-
-    /// Takes tokens from `source` instead of the source the settings name.
-    pub fn token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
-        self.token_source = Some(source);
-        self
-    }
+    cloud_pg_auth::pool_builder_methods!(config);
 
     /// How idle connections are checked at checkout (`Verified`, `SELECT 1`, by default).
     pub fn recycling_method(mut self, method: RecyclingMethod<AsyncPgConnection>) -> Self {
@@ -224,59 +160,67 @@ impl PooledEngineBuilder {
         self
     }
 
-    /// Builds the credential (starting its background refresh) and the pool. No connection
-    /// is opened until the first checkout.
+    /// Checks the options, builds the credential (starting its background refresh) and the
+    /// pool. No connection is opened until the first checkout.
     pub async fn build(self) -> Result<PooledEngine, Error> {
-        let connector =
-            PgConnector::build(&self.settings, self.token_source, self.auth_options).await?;
-        let target = format!("cloud-pg-auth://{}", connector.target());
-        let shared = Arc::new(Shared::new(connector));
-        let mut config = ManagerConfig::<AsyncPgConnection>::default();
-        config.custom_setup = setup_callback(Arc::downgrade(&shared));
-        config.recycling_method = self.recycling_method;
+        let config = self.config;
+        config.check()?;
+        let connector = config.credential().build_connector(true).await?;
+        // Made first, so that a failure below drops the credential with it.
+        let lifecycle = Lifecycle::new(connector.auth().clone(), config.dispose_timeout());
+        let failures = Arc::new(ConnectFailures::default());
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.custom_setup = setup_callback(connector.clone(), Arc::clone(&failures));
+        manager_config.recycling_method = self.recycling_method;
         // The URL is only a label here: every connection comes from `custom_setup`.
-        let manager = AsyncDieselConnectionManager::new_with_config(target, config);
-        let timeout = Some(self.connection_timeout);
+        let label = format!("cloud-pg-auth://{}", connector.target());
+        let manager = AsyncDieselConnectionManager::new_with_config(label, manager_config);
+        let timeout = Some(config.connection_timeout());
         let mut builder = Pool::builder(manager)
-            .max_size(self.max_size)
+            .max_size(config.max_size())
             .runtime(Runtime::Tokio1)
             .wait_timeout(timeout)
             .create_timeout(timeout)
-            .recycle_timeout(timeout);
-        if let Some(max_lifetime) = self.max_lifetime {
-            builder = builder.pre_recycle(Hook::sync_fn(move |_, metrics| {
-                if metrics.age() >= max_lifetime {
-                    Err(HookError::message(
-                        "the connection reached its maximum lifetime",
-                    ))
-                } else {
-                    Ok(())
-                }
-            }));
-        }
+            .recycle_timeout(timeout)
+            .pre_recycle(recycle_check(lifecycle.watch(), config.max_lifetime()));
         if let Some(configure) = self.configure {
             builder = configure(builder);
         }
         let pool = builder.build().map_err(Error::Build)?;
+        let closed = pool.clone();
+        let lifecycle = lifecycle.on_last_drop(move || closed.close());
         Ok(PooledEngine {
-            inner: Arc::new(Inner {
-                pool,
-                shared,
-                disposed: AtomicBool::new(false),
-            }),
+            pool,
+            connector,
+            failures,
+            lifecycle,
         })
     }
+}
+
+/// The `pre_recycle` hook: an idle connection is not handed out once the engine is gone (a
+/// pool clone may outlive it) or when it reached its maximum lifetime.
+fn recycle_check(
+    watch: LifecycleWatch,
+    max_lifetime: Option<Duration>,
+) -> Hook<AsyncDieselConnectionManager<AsyncPgConnection>> {
+    Hook::sync_fn(move |_, metrics| {
+        if watch.is_closed() {
+            Err(HookError::message("the engine was disposed"))
+        } else if max_lifetime.is_some_and(|max| metrics.age() >= max) {
+            Err(HookError::message(
+                "the connection reached its maximum lifetime",
+            ))
+        } else {
+            Ok(())
+        }
+    })
 }
 
 impl fmt::Debug for PooledEngineBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledEngineBuilder")
-            .field("settings", &self.settings)
-            .field("max_size", &self.max_size)
-            .field("max_lifetime", &self.max_lifetime)
-            .field("connection_timeout", &self.connection_timeout)
-            .field("auth_options", &self.auth_options)
-            .field("token_source", &self.token_source)
+            .field("config", &self.config)
             .field("recycling_method", &recycling_name(&self.recycling_method))
             .field("configure", &self.configure.is_some())
             .finish()

@@ -1,5 +1,8 @@
+//! The adapter's error, and how pool and migration failures map onto it.
+
 use std::time::Duration;
 
+use cloud_pg_auth::migrate::MigrateError;
 use deadpool::managed::{BuildError, HookError, PoolError, TimeoutType, Timeouts};
 use diesel_async::pooled_connection::PoolError as DieselPoolError;
 
@@ -53,11 +56,12 @@ fn stage(kind: TimeoutType) -> &'static str {
 }
 
 impl Error {
-    /// Whether the server refused the credentials (SQLSTATE 28P01 or 28000).
+    /// Whether the server refused the credentials (one of
+    /// [`REFUSED_LOGIN_SQLSTATES`](cloud_pg_auth::login::REFUSED_LOGIN_SQLSTATES)).
     #[must_use]
     pub fn is_auth_failure(&self) -> bool {
         match self {
-            Self::Auth(e) => e.is_auth_failure(),
+            Self::Auth(e) => cloud_pg_auth::login::is_refused_login(e.sqlstate()),
             _ => false,
         }
     }
@@ -67,7 +71,7 @@ impl Error {
     pub(crate) fn from_pool(
         error: PoolError<DieselPoolError>,
         timeouts: &Timeouts,
-        last_connect_error: impl FnOnce(&str) -> Option<cloud_pg_auth::Error>,
+        last_connect_error: impl FnOnce(&str) -> Option<Self>,
     ) -> Self {
         match error {
             PoolError::Backend(e) | PoolError::PostCreateHook(HookError::Backend(e)) => {
@@ -92,12 +96,12 @@ impl Error {
 
     fn from_backend(
         error: DieselPoolError,
-        last_connect_error: impl FnOnce(&str) -> Option<cloud_pg_auth::Error>,
+        last_connect_error: impl FnOnce(&str) -> Option<Self>,
     ) -> Self {
         match error {
             DieselPoolError::ConnectionError(diesel::ConnectionError::BadConnection(text)) => {
                 match last_connect_error(&text) {
-                    Some(cause) => cause.into(),
+                    Some(cause) => cause,
                     None => Self::Connection(diesel::ConnectionError::BadConnection(text)),
                 }
             }
@@ -107,18 +111,11 @@ impl Error {
     }
 }
 
-impl From<cloud_pg_auth::Error> for Error {
-    fn from(error: cloud_pg_auth::Error) -> Self {
-        match error {
-            cloud_pg_auth::Error::Disposed => Self::Disposed,
-            other => Self::Auth(other),
-        }
-    }
-}
+cloud_pg_auth::adapter_error_conversions!(Error);
 
-impl From<cloud_pg_auth::ConfigError> for Error {
-    fn from(error: cloud_pg_auth::ConfigError) -> Self {
-        Self::Auth(error.into())
+impl From<MigrateError> for Error {
+    fn from(error: MigrateError) -> Self {
+        Self::Migrate(Box::new(error))
     }
 }
 

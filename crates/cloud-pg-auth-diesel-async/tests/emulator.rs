@@ -40,17 +40,15 @@ async fn password_login_migrations_status_and_dispose() {
     let migrations = MigrationEngine::from_settings(settings.clone())
         .await
         .unwrap();
-    assert_eq!(
-        migrations.run_migrations(MIGRATIONS).await.unwrap(),
-        ["20260101000000"]
-    );
-    assert!(
-        migrations
-            .run_migrations(MIGRATIONS)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let report = migrations.run_migrations(MIGRATIONS).await.unwrap();
+    assert_eq!(report.applied_versions(), ["20260101000000"]);
+    assert_eq!(report.applied[0].name, "adapter_items");
+    assert_eq!(report.already_applied, 0);
+    assert!(report.duration >= report.applied[0].duration);
+    // A clone shares the credential; the second run finds nothing to do.
+    let report = migrations.clone().run_migrations(MIGRATIONS).await.unwrap();
+    assert!(report.applied.is_empty());
+    assert_eq!(report.already_applied, 1);
     let status = migrations.status();
     assert_eq!(status.connections_opened, 2);
     assert!(status.pool.is_none());
@@ -59,6 +57,7 @@ async fn password_login_migrations_status_and_dispose() {
         "a migration engine refreshes no token in the background"
     );
     migrations.dispose().await;
+    assert!(migrations.is_disposed());
     assert!(matches!(migrations.connect().await, Err(Error::Disposed)));
 
     let engine = PooledEngine::from_settings(settings).await.unwrap();
@@ -111,7 +110,7 @@ async fn migrations_in_a_throwaway_runtime_leave_the_pool_healthy() {
     let emulator = emulator().await;
     let settings = password_settings(&emulator, emulator.password());
     let engine = PooledEngine::builder(settings.clone())
-        .max_lifetime(Duration::ZERO)
+        .max_lifetime(Duration::from_nanos(1))
         .build()
         .await
         .unwrap();
@@ -124,16 +123,16 @@ async fn migrations_in_a_throwaway_runtime_leave_the_pool_healthy() {
         let settings = settings.clone();
         let applied = on_throwaway_runtime(flavor == "multi_thread", move || async move {
             let migrations = MigrationEngine::from_settings(settings).await.unwrap();
-            let applied = migrations.run_migrations(MIGRATIONS).await.unwrap();
+            let report = migrations.run_migrations(MIGRATIONS).await.unwrap();
             migrations.dispose().await;
-            applied
+            report.applied
         });
         assert_eq!(
             applied.len(),
             usize::from(flavor == "current_thread"),
             "{flavor}"
         );
-        // max_lifetime zero: every checkout opens a new connection on the engine's runtime.
+        // A 1 ns max_lifetime: every checkout opens a new connection on the engine's runtime.
         assert_eq!(
             current_user(&engine).await.unwrap(),
             emulator.password_role()
@@ -172,5 +171,54 @@ async fn listen_notify_works_on_pooled_connections() {
     );
     drop((listener, sender));
     engine.dispose().await;
+    emulator.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_of_a_pool_clone_are_not_handed_out_after_the_engine_goes() {
+    let emulator = emulator().await;
+    let engine = PooledEngine::from_settings(password_settings(&emulator, emulator.password()))
+        .await
+        .unwrap();
+    assert_eq!(
+        current_user(&engine).await.unwrap(),
+        emulator.password_role()
+    );
+    let pool = engine.pool().clone();
+    let connector = engine.connector().clone();
+    assert_eq!(pool.status().available, 1, "one idle connection");
+    drop(engine);
+    assert!(pool.get().await.is_err(), "the idle connection stays in");
+    assert!(matches!(
+        connector.connect_raw().await,
+        Err(cloud_pg_auth::Error::Disposed)
+    ));
+    emulator.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispose_with_a_leaked_connection_returns_within_its_bound() {
+    let emulator = emulator().await;
+    let engine = PooledEngine::builder(password_settings(&emulator, emulator.password()))
+        .dispose_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let mut leaked = engine.get().await.unwrap();
+    // The bound is what ends dispose here; the outer timeout only keeps a regression from
+    // hanging the suite.
+    tokio::time::timeout(Duration::from_secs(30), engine.dispose())
+        .await
+        .expect("dispose returns after its dispose_timeout");
+    assert!(engine.is_disposed());
+    assert!(!engine.auth().refresher_running());
+    // The leaked connection still works, and closes when returned.
+    diesel::sql_query("SELECT 1")
+        .execute(&mut leaked)
+        .await
+        .unwrap();
+    drop(leaked);
+    assert_eq!(engine.pool().status().size, 0);
+    assert!(matches!(engine.get().await, Err(Error::Disposed)));
     emulator.stop().await.unwrap();
 }

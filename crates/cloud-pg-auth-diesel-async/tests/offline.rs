@@ -9,8 +9,8 @@ use cloud_pg_auth::testing::{FakeSource, offline_password_settings};
 use cloud_pg_auth::{AuthOptions, Settings, SslMode, TokenErrorKind, chain_text};
 use cloud_pg_auth_diesel_async::diesel_migrations::EmbeddedMigrations;
 use cloud_pg_auth_diesel_async::{
-    DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, Error, MigrationEngine,
-    PooledEngine,
+    DEFAULT_CONNECTION_TIMEOUT, DEFAULT_DISPOSE_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE,
+    Error, MigrationEngine, PooledEngine, PooledEngineBuilder,
 };
 
 const PASSWORD: &str = "hunter2-offline-password";
@@ -34,7 +34,9 @@ async fn defaults() {
     assert_eq!(DEFAULT_MAX_SIZE, 10);
     assert_eq!(DEFAULT_MAX_LIFETIME, Duration::from_secs(55 * 60));
     assert_eq!(DEFAULT_CONNECTION_TIMEOUT, Duration::from_secs(30));
+    assert_eq!(DEFAULT_DISPOSE_TIMEOUT, Duration::from_secs(10));
     let engine = PooledEngine::from_settings(settings()).await.unwrap();
+    assert!(!engine.is_disposed());
     let timeouts = engine.pool().timeouts();
     assert_eq!(
         (timeouts.wait, timeouts.create, timeouts.recycle),
@@ -71,6 +73,36 @@ async fn defaults() {
         Some(Duration::from_secs(1))
     );
     engine.dispose().await;
+}
+
+#[tokio::test]
+async fn options_no_pool_can_work_with_are_refused_by_the_builder() {
+    type Change = fn(PooledEngineBuilder) -> PooledEngineBuilder;
+    let cases: [(Change, &str); 3] = [
+        (|b| b.max_size(0), "max_size"),
+        (|b| b.max_lifetime(Duration::ZERO), "max_lifetime"),
+        (
+            |b| b.connection_timeout(Duration::ZERO),
+            "connection_timeout",
+        ),
+    ];
+    for (change, setting) in cases {
+        let (clock, source) = fake();
+        let dropped = source.drop_flag();
+        let builder = PooledEngine::builder(settings())
+            .token_source(source.clone())
+            .auth_options(on(&clock));
+        drop(source);
+        let Err(Error::Auth(cloud_pg_auth::Error::Config(error))) = change(builder).build().await
+        else {
+            panic!("{setting}: a bad option was accepted");
+        };
+        assert_eq!(error.setting(), setting, "{error}");
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "{setting}: no credential is made (or kept) for a refused builder"
+        );
+    }
 }
 
 #[tokio::test]
@@ -185,7 +217,7 @@ async fn dispose_drops_the_credential_and_refuses_later_checkouts() {
 }
 
 #[tokio::test]
-async fn dropping_the_engine_stops_its_refresher_even_while_the_pool_lives_on() {
+async fn dropping_the_engine_ends_its_credential_even_while_pool_and_auth_clones_live() {
     let (clock, source) = fake();
     let dropped = source.drop_flag();
     let engine = PooledEngine::builder(settings())
@@ -197,18 +229,29 @@ async fn dropping_the_engine_stops_its_refresher_even_while_the_pool_lives_on() 
     drop(source);
     let auth = engine.auth().clone();
     let pool = engine.pool().clone();
+    let second = engine.clone();
     assert!(auth.refresher_running());
     drop(engine);
+    assert!(!pool.is_closed(), "a clone of the engine is left");
+    assert!(auth.refresher_running());
+    drop(second);
     assert!(pool.is_closed());
     assert!(
         !auth.refresher_running(),
         "stopped although the credential lives on"
     );
-    // The pool's manager holds the engine weakly: the clone of the credential above is the
-    // last one, and dropping it ends the refresher and the source.
-    assert!(!dropped.load(Ordering::SeqCst));
-    drop(auth);
-    assert!(dropped.load(Ordering::SeqCst));
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the token source went with the last engine handle"
+    );
+    assert!(matches!(
+        auth.token().await,
+        Err(cloud_pg_auth::Error::Disposed)
+    ));
+    assert!(
+        pool.get().await.is_err(),
+        "the pool clone hands out nothing"
+    );
 }
 
 /// Engines' futures are `Send`, so they run in spawned tasks and web handlers.

@@ -25,7 +25,7 @@ pub use cloud_pg_auth;
 // The crate root is the sqlx 0.9 API, as before the 0.8 module existed.
 #[cfg(feature = "sqlx-0-9")]
 pub use v0_9::{
-    Connection, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, Error,
-    MigrationEngine, MigrationEngineBuilder, Pool, PoolBuilder, PooledEngine, PooledEngineBuilder,
-    sqlx,
+    AppliedMigration, Connection, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_DISPOSE_TIMEOUT,
+    DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, Error, MigrationEngine, MigrationEngineBuilder,
+    MigrationReport, Pool, PoolBuilder, PooledEngine, PooledEngineBuilder, sqlx,
 };

@@ -14,7 +14,7 @@ pub use sqlx08 as sqlx;
 
 /// What the engines call differently in sqlx 0.8: one fixed migrations table.
 mod compat {
-    use super::sqlx::migrate::{AppliedMigration, Migrate as _, MigrateError, Migrator};
+    use super::sqlx::migrate::{MigrateError, Migrator};
     use super::sqlx::postgres::PgConnection;
 
     /// The table that records applied migrations (fixed in sqlx 0.8).
@@ -22,12 +22,14 @@ mod compat {
         "_sqlx_migrations"
     }
 
-    /// The migrations applied so far (the table exists).
-    pub(super) async fn applied_migrations(
+    /// Each recorded version with its execution time in nanoseconds.
+    pub(super) async fn recorded(
         connection: &mut PgConnection,
         _migrator: &Migrator,
-    ) -> Result<Vec<AppliedMigration>, MigrateError> {
-        connection.list_applied_migrations().await
+    ) -> Result<Vec<(i64, i64)>, super::sqlx::Error> {
+        super::sqlx::query_as("SELECT version, execution_time FROM _sqlx_migrations")
+            .fetch_all(connection)
+            .await
     }
 
     /// Runs the pending migrations. `run_direct` is what `Migrator::run` calls; taking the
@@ -55,5 +57,7 @@ mod target;
 #[cfg(test)]
 #[path = "imp/tests.rs"]
 mod tests;
+#[path = "imp/tokens.rs"]
+mod tokens;
 
 pub use api::*;

@@ -10,7 +10,7 @@ pub use sqlx09 as sqlx;
 
 /// What the engines call differently in sqlx 0.9: its migrations table can be renamed.
 mod compat {
-    use super::sqlx::migrate::{AppliedMigration, Migrate as _, MigrateError, Migrator};
+    use super::sqlx::migrate::{MigrateError, Migrator};
     use super::sqlx::postgres::PgConnection;
 
     /// The table that records `migrator`'s applied migrations.
@@ -18,13 +18,18 @@ mod compat {
         &migrator.table_name
     }
 
-    /// The migrations applied so far (the table exists).
-    pub(super) async fn applied_migrations(
+    /// Each recorded version with its execution time in nanoseconds, from the migrator's
+    /// table (its name is the migrator's own, as sqlx uses it).
+    pub(super) async fn recorded(
         connection: &mut PgConnection,
         migrator: &Migrator,
-    ) -> Result<Vec<AppliedMigration>, MigrateError> {
-        connection
-            .list_applied_migrations(&migrator.table_name)
+    ) -> Result<Vec<(i64, i64)>, super::sqlx::Error> {
+        let sql = format!(
+            "SELECT version, execution_time FROM {}",
+            migrator.table_name
+        );
+        super::sqlx::query_as(super::sqlx::AssertSqlSafe(sql))
+            .fetch_all(connection)
             .await
     }
 
@@ -53,5 +58,7 @@ mod target;
 #[cfg(test)]
 #[path = "imp/tests.rs"]
 mod tests;
+#[path = "imp/tokens.rs"]
+mod tokens;
 
 pub use api::*;

@@ -19,3 +19,4 @@ pub use azure::{Cloud, IdentityKind, MintOptions};
 pub use emulator::{Emulator, EmulatorOptions};
 pub use error::Error;
 pub use state::{EndpointCounts, FaultState, Faults, Stats};
+pub use util::{PATIENCE, poll_until};

@@ -1,6 +1,45 @@
-//! Small helpers: time, random identifiers, constant-time comparison.
+//! Small helpers: time, random identifiers, constant-time comparison, and the one bounded
+//! polling helper every test in the workspace waits with.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often [`poll_until`] checks its condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// The limit tests pass to [`poll_until`]: long enough for a loaded CI machine, short enough
+/// that a broken test fails instead of hanging.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Waits until `cond` holds, checking it every few milliseconds: the way tests wait on a
+/// counter or an event instead of sleeping. `limit` is a guard against a hang, not a
+/// measurement; it is counted in real time, so a paused tokio clock cannot run it out.
+///
+/// ```no_run
+/// # async fn f(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+/// use std::sync::atomic::Ordering;
+/// use std::time::Duration;
+/// cloud_pg_auth_testkit::poll_until("the flag is set", Duration::from_secs(10), async || {
+///     flag.load(Ordering::SeqCst)
+/// })
+/// .await;
+/// # }
+/// ```
+///
+/// # Panics
+/// With `what` when `cond` still does not hold after `limit`.
+pub async fn poll_until(what: &str, limit: Duration, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached within {limit:?}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
 
 /// Seconds since the Unix epoch (negative times clamp to 0).
 pub(crate) fn unix(t: SystemTime) -> i64 {

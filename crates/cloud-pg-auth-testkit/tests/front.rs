@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloud_pg_auth_testkit::{Emulator, MintOptions};
+use cloud_pg_auth_testkit::{Emulator, MintOptions, poll_until};
 use common::{emulator, login, run_psql};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -120,6 +120,23 @@ async fn startup_messages<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(seen);
         }
     }
+}
+
+/// Waits until the server runs the `SELECT pg_sleep(30)` a test sent, so a cancel has
+/// something to cancel.
+async fn sleep_is_running(admin: &tokio_postgres::Client) {
+    poll_until("the pg_sleep query runs", Duration::from_secs(30), async || {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n > 0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -312,20 +329,7 @@ async fn tls_logins_are_spliced_onto_the_real_server() {
     let tls = em.tls_connector();
     let sleeper = tokio::spawn(async move { client.query("SELECT pg_sleep(30)", &[]).await });
     let admin = em.postgres().admin_client().await.unwrap();
-    loop {
-        let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    sleep_is_running(&admin).await;
     cancel.cancel_query(tls).await.unwrap();
     let err = sleeper.await.unwrap().unwrap_err();
     assert_eq!(err.as_db_error().unwrap().code().code(), "57014", "{err}");
@@ -431,20 +435,7 @@ async fn direct_tls_and_plaintext_cancel_requests() {
     q.extend_from_slice(sql);
     s.write_all(&q).await.unwrap();
     let admin = em.postgres().admin_client().await.unwrap();
-    loop {
-        let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    sleep_is_running(&admin).await;
     // ...cancelled by a plaintext CancelRequest carrying the upstream's pid and key.
     let mut cancel = 16u32.to_be_bytes().to_vec();
     cancel.extend_from_slice(&80_877_102u32.to_be_bytes());

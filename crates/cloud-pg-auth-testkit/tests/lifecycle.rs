@@ -5,11 +5,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cloud_pg_auth_testkit::postgres::{PostgresServer, ServerOptions, TcpTls};
 use cloud_pg_auth_testkit::tls::TestCa;
-use cloud_pg_auth_testkit::{Emulator, EmulatorOptions, MintOptions, http};
+use cloud_pg_auth_testkit::{Emulator, EmulatorOptions, MintOptions, http, poll_until};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn alive(pid: u32) -> bool {
@@ -282,14 +282,13 @@ async fn the_binary_prints_exports_and_stops_when_stdin_closes() {
         .unwrap()
         .to_path_buf();
     drop(child.stdin.take());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the emulator did not exit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut status = None;
+    poll_until("the emulator exits", Duration::from_secs(30), async || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    })
+    .await;
+    let status = status.unwrap();
     assert!(status.success(), "{status}");
     assert!(!ca_dir.exists());
     let port: u16 = get("PGPORT").parse().unwrap();

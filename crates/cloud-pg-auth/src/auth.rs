@@ -11,16 +11,16 @@ use crate::source::{SourceInfo, StaticPassword, TokenSource};
 use crate::status::AuthStatus;
 use crate::{AccessToken, Secret};
 
-/// Options of an [`Auth`].
+/// Options of an [`Auth`], set with the builder methods below.
 #[derive(Clone)]
 pub struct AuthOptions {
     /// Keep the token fresh from a background task, so no connection open waits on the
     /// identity endpoint. On by default.
-    pub background_refresh: bool,
+    pub(crate) background_refresh: bool,
     /// Cache options; `Auth::from_settings` fills the policy and fallback from the settings.
-    pub cache: CacheOptions,
+    pub(crate) cache: CacheOptions,
     /// The clock (tests move a [`ManualClock`](crate::clock::ManualClock)).
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Default for AuthOptions {
@@ -64,6 +64,12 @@ impl AuthOptions {
     pub fn cache(mut self, cache: CacheOptions) -> Self {
         self.cache = cache;
         self
+    }
+
+    /// The clock the credential reads.
+    #[must_use]
+    pub fn clock_handle(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
     }
 }
 
@@ -210,12 +216,17 @@ impl Auth {
         }
     }
 
-    /// Stops the background refresher without waiting, and keeps the credential usable
-    /// (tokens are then fetched when a caller needs one). For engines being dropped, where
-    /// [`Auth::dispose`] cannot be awaited and clones of the `Auth` may live on. Idempotent.
-    pub fn stop_refresher(&self) {
+    /// [`Auth::dispose`] without waiting: aborts the refresher and drops the cache and source
+    /// now. For an engine's last handle being dropped, where nothing can be awaited and
+    /// clones of the `Auth` may live on (they then answer [`Error::Disposed`]). Idempotent.
+    pub fn close(&self) {
         // Dropping the handle aborts the task.
         drop(lock(&self.inner.refresher).take());
+        let cache = lock(&self.inner.cache).take();
+        if let Some(cache) = cache {
+            *lock(&self.inner.final_status) = Some(cache.status());
+            tracing::debug!(source = %self.inner.info.label(), "credential dropped with its engine");
+        }
     }
 
     /// Whether [`Auth::dispose`] ran.
@@ -318,10 +329,11 @@ mod tests {
 
     use super::*;
     use crate::TokenErrorKind;
-    use crate::testing::{FakeSource, eventually, offline_password_settings, offline_settings};
+    use crate::testing::{FakeSource, offline_password_settings, offline_settings};
+    use cloud_pg_auth_testkit::{PATIENCE, poll_until};
 
     #[tokio::test]
-    async fn stop_refresher_keeps_the_credential_usable() {
+    async fn close_stops_the_refresher_and_drops_the_source_while_clones_live() {
         let (clock, source) = FakeSource::with_manual_clock(Some(Duration::from_secs(3600)));
         let dropped = source.drop_flag();
         let auth = Auth::new(
@@ -329,14 +341,15 @@ mod tests {
             AuthOptions::default().clock(Arc::new(clock)),
         );
         drop(source);
+        let clone = auth.clone();
         assert!(auth.refresher_running());
-        auth.stop_refresher();
-        auth.stop_refresher();
-        assert!(!auth.refresher_running());
-        assert!(!auth.status().background_refresh);
-        assert!(auth.token().await.is_ok());
-        drop(auth);
-        assert!(dropped.load(Ordering::SeqCst));
+        auth.close();
+        auth.close();
+        assert!(!clone.refresher_running());
+        assert!(clone.is_disposed());
+        assert!(dropped.load(Ordering::SeqCst), "the source was dropped");
+        assert!(matches!(clone.token().await, Err(Error::Disposed)));
+        assert!(!clone.status().background_refresh);
     }
 
     #[tokio::test]
@@ -422,7 +435,10 @@ mod tests {
         let auth = first.block_on(async {
             let options = AuthOptions::default().clock(Arc::new(clock.clone()));
             let auth = Auth::new(source.clone(), options);
-            eventually(|| source.calls() == 1).await;
+            poll_until("source.calls() == 1", PATIENCE, async || {
+                source.calls() == 1
+            })
+            .await;
             auth
         });
         assert!(auth.status().background_refresh);

@@ -2,30 +2,31 @@
 //! deadpool, bb8 and diesel-async adapters and of every migration engine.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{Client, Config, NoTls, Socket};
 
-use crate::AccessToken;
+use crate::Secret;
 use crate::auth::Auth;
 use crate::error::Error;
-use crate::net::Endpoint;
+use crate::login::{Attempt, AttemptError, LoginStats, LoginTarget};
 use crate::settings::{Settings, SslMode};
-use crate::source::TokenSource;
 use crate::status::AuthStatus;
-use crate::tls::{CertCheck, MakeRustls, TlsPolicy};
+use crate::tls::MakeRustls;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Opens tokio-postgres connections for one server with tokens from one [`Auth`].
 ///
 /// Each [`PgConnector::connect`] asks the `Auth` for a token (cached, usually without
-/// waiting), logs in over the TLS policy of the settings and, when the server refuses the
-/// credentials (SQLSTATE 28P01 or 28000), drops the token and retries once with a new one.
-/// Clones share the same `Auth` and counters.
+/// waiting) and logs in through the [`LoginTarget`] of the settings: its TLS decision, user
+/// and one retry with a new token when the server refuses the credentials. Clones share the
+/// same `Auth` and counters.
 #[derive(Clone)]
 pub struct PgConnector {
     inner: Arc<Inner>,
@@ -33,39 +34,20 @@ pub struct PgConnector {
 
 struct Inner {
     config: Config,
-    endpoint: Endpoint,
-    /// Resolve and check the dialled addresses before each login (a token without a
-    /// verified certificate may go only to a loopback address).
-    check_dialled: bool,
-    user: Option<String>,
-    target: String,
+    target: LoginTarget,
     tls: Option<MakeRustls>,
     auth: Auth,
-    opened: AtomicU64,
-    auth_retries: AtomicU64,
-    warned_guid_user: AtomicBool,
-}
-
-/// Counters of a connector, for status output.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct ConnectorStats {
-    /// Physical connections opened.
-    pub connections_opened: u64,
-    /// Logins retried after the server refused a token.
-    pub auth_retries: u64,
 }
 
 impl PgConnector {
     /// A connector for `settings` (validated here) using `auth` for passwords.
     pub fn new(settings: &Settings, auth: Auth) -> Result<Self, Error> {
-        settings.validate()?;
-        let policy = TlsPolicy::from_settings(settings)?;
-        let endpoint = Endpoint::from_settings(settings)?;
-        let host = settings.host.clone().unwrap_or_default();
+        let target = LoginTarget::from_settings(settings)?;
+        let policy = target.tls();
+        let endpoint = target.endpoint();
         let mut config = Config::new();
-        config.host(&host).port(settings.port);
-        if let Some(addr) = settings.hostaddr {
+        config.host(endpoint.host()).port(endpoint.port());
+        if let Some(addr) = endpoint.hostaddr() {
             // Dial the address, verify the certificate against `host` (libpq's hostaddr).
             config.hostaddr(addr);
         }
@@ -84,51 +66,14 @@ impl PgConnector {
             _ => PgSslMode::Require,
         });
         let tls = policy.client_config().cloned().map(MakeRustls::new);
-        let target = format!(
-            "{} as {}",
-            endpoint.label(),
-            settings.user.as_deref().unwrap_or("<user from token>")
-        );
-        let check_dialled = settings.resolved_method()?.is_token()
-            && policy.check() == CertCheck::None
-            && endpoint.unix_socket_dir().is_none();
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                endpoint,
-                check_dialled,
-                user: settings.user.clone(),
                 target,
                 tls,
                 auth,
-                opened: AtomicU64::new(0),
-                auth_retries: AtomicU64::new(0),
-                warned_guid_user: AtomicBool::new(false),
             }),
         })
-    }
-
-    /// Builds the credential from the settings and a connector using it.
-    pub async fn from_settings(
-        settings: &Settings,
-        options: crate::AuthOptions,
-    ) -> Result<Self, Error> {
-        let auth = Auth::from_settings(settings, options).await?;
-        Self::new(settings, auth)
-    }
-
-    /// An engine's connector and its own credential: from `source` when the caller gives
-    /// one (then `Auto` settings mean that source, see [`Settings::for_custom_source`]), else
-    /// from the source the settings name; with the settings' refresh policy and fallback
-    /// password either way (see [`Auth::build`]).
-    pub async fn build(
-        settings: &Settings,
-        source: Option<Arc<dyn TokenSource>>,
-        options: crate::AuthOptions,
-    ) -> Result<Self, Error> {
-        let settings = settings.for_source(source.is_some());
-        let auth = Auth::build(&settings, source, options).await?;
-        Self::new(&settings, auth)
     }
 
     /// Opens one connection. The connection's I/O task is spawned on the current runtime;
@@ -144,41 +89,36 @@ impl PgConnector {
     /// connection errors that way).
     pub async fn connect_raw(&self) -> Result<(Client, RawConnection), Error> {
         let inner = &self.inner;
-        let mut retried = false;
-        loop {
-            let token = inner.auth.token().await?;
-            let user = self.user_for(&token)?;
-            let mut config = inner.config.clone();
-            if inner.check_dialled {
-                // Dial exactly the address that was checked, not a fresh resolution.
-                let addr = inner.endpoint.resolve().await?[0];
-                if inner.endpoint.hostaddr().is_none() {
-                    config.hostaddr(addr.ip());
-                }
-            }
-            config.user(&user).password(token.secret().expose());
-            match self.connect_once(&config).await {
-                Ok(pair) => {
-                    inner.opened.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(target_db = %inner.target, user = %user, "connection opened");
-                    return Ok(pair);
-                }
-                Err(error) => {
-                    let auth_failure = matches!(
-                        error.code().map(tokio_postgres::error::SqlState::code),
-                        Some("28P01" | "28000")
-                    );
-                    if auth_failure && !retried {
-                        retried = true;
-                        inner.auth_retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(target_db = %inner.target, "login refused; retrying once with a new token");
-                        inner.auth.invalidate(token.secret());
-                        continue;
+        let refused: Mutex<Option<Secret>> = Mutex::new(None);
+        let pair = inner
+            .target
+            .retry_once(|attempt| {
+                let refused = &refused;
+                async move {
+                    if attempt == Attempt::Retry
+                        && let Some(token) = lock(refused).take()
+                    {
+                        inner.auth.invalidate(&token);
                     }
-                    return Err(self.connect_error(&user, error, auth_failure));
+                    let token = inner.auth.token().await?;
+                    let user = inner.target.user_for(&token)?;
+                    let mut config = inner.config.clone();
+                    if let Some(addr) = inner.target.checked_address().await? {
+                        // Dial exactly the address that was checked, not a fresh resolution.
+                        config.hostaddr(addr);
+                    }
+                    config.user(&user).password(token.secret().expose());
+                    self.connect_once(&config).await.map_err(|error| {
+                        *lock(refused) = Some(token.secret().clone());
+                        let sqlstate = error.code().map(|code| code.code().to_string());
+                        AttemptError::Server { error, sqlstate }
+                    })
                 }
-            }
-        }
+            })
+            .await?;
+        inner.target.count_opened();
+        tracing::debug!(target_db = %inner.target.label(), "connection opened");
+        Ok(pair)
     }
 
     async fn connect_once(
@@ -197,42 +137,6 @@ impl PgConnector {
         })
     }
 
-    fn user_for(&self, token: &AccessToken) -> Result<String, Error> {
-        let details = token.details();
-        if let Some(user) = &self.inner.user {
-            if let Some(warning) = crate::azure::guid_username_warning(user, details)
-                && !self.inner.warned_guid_user.swap(true, Ordering::Relaxed)
-            {
-                tracing::warn!("{warning}");
-            }
-            return Ok(user.clone());
-        }
-        // Only Azure gets here without PGUSER: validation requires it for the other methods.
-        details
-            .username
-            .clone()
-            .ok_or_else(|| Error::Config(crate::azure::username_required_error(details)))
-    }
-
-    fn connect_error(&self, user: &str, error: tokio_postgres::Error, auth_failure: bool) -> Error {
-        let target = format!("{} as {user}", self.inner.endpoint.label());
-        let text = crate::chain_text(&error);
-        let message = if auth_failure {
-            format!(
-                "the server refused the credentials twice, also with the newest token available ({text}); check that the role {user:?} exists and is mapped to this identity (Azure: pgaadauth_create_principal; AWS: GRANT rds_iam), and see docs/troubleshooting.md"
-            )
-        } else if let Some(hint) = crate::tls::certificate_hint(&error) {
-            hint
-        } else {
-            text
-        };
-        Error::Connect {
-            target,
-            message,
-            source: Box::new(error),
-        }
-    }
-
     /// The credential in use.
     #[must_use]
     pub fn auth(&self) -> &Auth {
@@ -248,7 +152,7 @@ impl PgConnector {
     /// The engine status without pool figures (a migration engine's), or with the given ones.
     #[must_use]
     pub fn engine_status(&self, pool: Option<crate::PoolStatus>) -> crate::EngineStatus {
-        let stats = self.stats();
+        let stats = self.inner.target.stats();
         crate::EngineStatus::new(
             self.status(),
             stats.connections_opened,
@@ -259,17 +163,14 @@ impl PgConnector {
 
     /// Connection counters.
     #[must_use]
-    pub fn stats(&self) -> ConnectorStats {
-        ConnectorStats {
-            connections_opened: self.inner.opened.load(Ordering::Relaxed),
-            auth_retries: self.inner.auth_retries.load(Ordering::Relaxed),
-        }
+    pub fn stats(&self) -> LoginStats {
+        self.inner.target.stats()
     }
 
     /// `host:port as user`, for messages.
     #[must_use]
-    pub fn target(&self) -> &str {
-        &self.inner.target
+    pub fn target(&self) -> String {
+        self.inner.target.label()
     }
 
     /// The tokio-postgres config without user or password (for adapters that need the host).
@@ -330,7 +231,7 @@ where
 impl fmt::Debug for PgConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConnector")
-            .field("target", &self.inner.target)
+            .field("target", &self.inner.target.label())
             .field("tls", &self.inner.tls.is_some())
             .field("auth", &self.inner.auth)
             .field("stats", &self.stats())
@@ -345,28 +246,30 @@ mod tests {
     use crate::{AuthOptions, Secret, TokenErrorKind};
 
     #[tokio::test]
-    async fn build_takes_the_callers_source_or_the_one_the_settings_name() {
+    async fn the_engine_config_takes_the_callers_source_or_the_one_the_settings_name() {
+        use crate::engine::CredentialConfig;
         let (clock, source) = FakeSource::with_manual_clock(None);
         let mut settings = offline_settings();
         settings.fallback_password = Some(Secret::new("fallback-pw"));
-        let options = AuthOptions::default()
-            .clock(Arc::new(clock))
-            .background_refresh(false);
-        let connector = PgConnector::build(&settings, Some(source.clone()), options.clone())
-            .await
-            .unwrap();
+        let options = AuthOptions::default().clock(Arc::new(clock));
+        let mut config = CredentialConfig::new(settings);
+        config.set_auth_options(options.clone());
+        config.set_token_source(source.clone());
+        let connector = config.build_connector(false).await.unwrap();
         assert_eq!(connector.target(), "127.0.0.1:1 as app");
         assert_eq!(connector.status().method, "callback");
+        assert!(!connector.auth().refresher_running());
         source.fail(TokenErrorKind::Rejected, None);
         let token = connector.auth().token().await.unwrap();
         assert_eq!(token.secret().expose(), "fallback-pw");
 
-        let connector = PgConnector::build(&offline_password_settings("pw"), None, options.clone())
-            .await
-            .unwrap();
+        let mut config = CredentialConfig::new(offline_password_settings("pw"));
+        config.set_auth_options(options.clone());
+        let connector = config.build_connector(true).await.unwrap();
         assert_eq!(connector.status().method, "password");
         // `Auto` settings without a source name none.
-        let error = PgConnector::build(&offline_settings(), None, options)
+        let error = CredentialConfig::new(offline_settings())
+            .build_connector(false)
             .await
             .unwrap_err();
         assert!(

@@ -4,14 +4,35 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use crate::Secret;
+
+/// The variables whose values are secrets (or may hold one, as a URL's password does). [`Env`]
+/// hands them out only as [`Secret`]s, through [`Env::secret`].
+pub const SECRET_VARS: &[&str] = &[
+    "DATABASE_URL",
+    "PGPASSWORD",
+    "PGAUTH_FALLBACK_PASSWORD",
+    "PGAUTH_PROXY_PASSWORD",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
 /// Environment variables as the library reads them. Empty values count as unset.
 ///
-/// `Debug` lists names only: values such as `PGPASSWORD` or `AZURE_CLIENT_SECRET` are secrets.
-/// The names looked up are recorded, so diagnostics can say which variables were read.
+/// The values of [`SECRET_VARS`] are kept as [`Secret`]s and read only through
+/// [`Env::secret`]; [`Env::get`] answers `None` for them. `Debug` lists names only. The names
+/// looked up are recorded, so diagnostics can say which variables were read.
 #[derive(Clone, Default)]
 pub struct Env {
     vars: BTreeMap<String, String>,
+    secrets: BTreeMap<String, Secret>,
     read: Arc<Mutex<BTreeSet<String>>>,
+}
+
+fn is_secret_var(name: &str) -> bool {
+    SECRET_VARS.contains(&name)
 }
 
 impl Env {
@@ -26,29 +47,51 @@ impl Env {
     pub fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        Self {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-            read: Arc::default(),
+        let mut env = Self::default();
+        for (name, value) in pairs {
+            let (name, value) = (name.into(), value.into());
+            if value.is_empty() {
+                continue;
+            }
+            if is_secret_var(&name) {
+                env.secrets.insert(name, Secret::new(value));
+            } else {
+                env.vars.insert(name, value);
+            }
         }
+        env
     }
 
-    /// The value of `name`, if set and not empty.
+    /// The value of `name`, if set and not empty; `None` for the secrets of
+    /// [`SECRET_VARS`], which only [`Env::secret`] gives.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.read.lock().unwrap().insert(name.to_string());
-        self.vars
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.record(name);
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// The value of `name` as a [`Secret`], if set and not empty (any variable, secret or not).
+    #[must_use]
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        self.record(name);
+        match self.secrets.get(name) {
+            Some(secret) => Some(secret.clone()),
+            None => self.vars.get(name).map(|v| Secret::new(v.as_str())),
+        }
     }
 
     /// Whether `name` is set and not empty.
     #[must_use]
     pub fn is_set(&self, name: &str) -> bool {
-        self.get(name).is_some()
+        self.record(name);
+        self.vars.contains_key(name) || self.secrets.contains_key(name)
+    }
+
+    fn record(&self, name: &str) {
+        self.read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_string());
     }
 
     /// The names that were looked up and are set, in order.
@@ -56,9 +99,9 @@ impl Env {
     pub fn names_read(&self) -> Vec<String> {
         self.read
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .filter(|n| self.vars.get(*n).is_some_and(|v| !v.is_empty()))
+            .filter(|n| self.vars.contains_key(*n) || self.secrets.contains_key(*n))
             .cloned()
             .collect()
     }
@@ -68,6 +111,7 @@ impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Env")
             .field("names", &self.vars.keys().collect::<Vec<_>>())
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -83,5 +127,24 @@ mod tests {
         assert_eq!(env.get("PGUSER"), Some("app"));
         assert!(!format!("{env:?}").contains("s3cret"));
         assert_eq!(env.names_read(), vec!["PGUSER".to_string()]);
+    }
+
+    #[test]
+    fn secrets_come_only_as_secrets() {
+        let pairs: Vec<(&str, String)> = SECRET_VARS
+            .iter()
+            .map(|name| (*name, format!("value-of-{name}")))
+            .collect();
+        let env = Env::from_pairs(pairs.clone());
+        let text = format!("{env:?}");
+        for (name, value) in &pairs {
+            assert_eq!(env.get(name), None, "{name} as plain text");
+            assert!(env.is_set(name), "{name}");
+            assert_eq!(env.secret(name).unwrap().expose(), value);
+            assert!(!text.contains(value.as_str()), "{text}");
+        }
+        // Any variable can be read as a secret.
+        let env = Env::from_pairs([("PGUSER", "app")]);
+        assert_eq!(env.secret("PGUSER").unwrap().expose(), "app");
     }
 }

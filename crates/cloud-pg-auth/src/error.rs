@@ -33,6 +33,8 @@ pub enum Error {
         target: String,
         /// A short description, with a hint where one helps.
         message: String,
+        /// The SQLSTATE the server answered with, if it answered.
+        sqlstate: Option<String>,
         /// The driver's error.
         #[source]
         source: BoxError,
@@ -46,20 +48,17 @@ impl Error {
     /// The SQLSTATE the server sent, if the error came from the server.
     #[must_use]
     pub fn sqlstate(&self) -> Option<&str> {
-        #[cfg(feature = "tokio-postgres")]
-        if let Self::Connect { source, .. } = self {
-            return source
-                .downcast_ref::<tokio_postgres::Error>()
-                .and_then(tokio_postgres::Error::code)
-                .map(tokio_postgres::error::SqlState::code);
+        match self {
+            Self::Connect { sqlstate, .. } => sqlstate.as_deref(),
+            _ => None,
         }
-        None
     }
 
-    /// Whether the server refused the credentials (SQLSTATE 28P01 or 28000).
+    /// Whether the server refused the credentials (one of
+    /// [`REFUSED_LOGIN_SQLSTATES`](crate::login::REFUSED_LOGIN_SQLSTATES)).
     #[must_use]
     pub fn is_auth_failure(&self) -> bool {
-        matches!(self.sqlstate(), Some("28P01" | "28000"))
+        crate::login::is_refused_login(self.sqlstate())
     }
 }
 

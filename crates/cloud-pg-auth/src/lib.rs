@@ -8,8 +8,10 @@ mod cache;
 pub mod clock;
 #[cfg(feature = "tokio-postgres")]
 mod connect;
+pub mod engine;
 pub mod env;
 mod error;
+pub mod login;
 #[cfg(feature = "tokio-postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
 pub mod migrate;
@@ -28,7 +30,7 @@ pub use auth::{Auth, AuthOptions, source_from_settings};
 pub use cache::{CacheOptions, RefreshPolicy, RefreshTask, TokenCache};
 #[cfg(feature = "tokio-postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
-pub use connect::{ConnectorStats, PgConnector, RawConnection};
+pub use connect::{PgConnector, RawConnection};
 pub use env::Env;
 pub use error::{BoxError, ConfigError, Error, TokenError, TokenErrorKind, chain_text};
 pub use secret::Secret;

@@ -109,6 +109,7 @@ impl Endpoint {
                 tokio::net::lookup_host((name, self.port))
                     .await
                     .map_err(|e| Error::Connect {
+                        sqlstate: None,
                         target: self.label(),
                         message: format!("cannot resolve {name:?}"),
                         source: Box::new(e),
@@ -118,6 +119,7 @@ impl Endpoint {
         };
         if addrs.is_empty() {
             return Err(Error::Connect {
+                sqlstate: None,
                 target: self.label(),
                 message: "the host name resolves to no address".into(),
                 source: Box::new(io::Error::from(io::ErrorKind::NotFound)),
@@ -189,6 +191,7 @@ pub async fn open_upstream(
             tokio::time::timeout(limit, open)
                 .await
                 .map_err(|elapsed| Error::Connect {
+                    sqlstate: None,
                     target: endpoint.label(),
                     message: format!(
                         "no connection within {} s (PGCONNECT_TIMEOUT)",
@@ -241,6 +244,7 @@ async fn negotiate(
         }
         b'N' => {
             return Err(Error::Connect {
+                sqlstate: None,
                 target: endpoint.label(),
                 message: format!(
                     "the server does not offer TLS, which sslmode={} requires",
@@ -251,6 +255,7 @@ async fn negotiate(
         }
         other => {
             return Err(Error::Connect {
+                sqlstate: None,
                 target: endpoint.label(),
                 message: format!(
                     "the server answered the TLS request with {other:#04x}, not 'S' or 'N'; is this a PostgreSQL server?"
@@ -267,6 +272,7 @@ async fn negotiate(
             let message = crate::tls::certificate_hint(&e)
                 .unwrap_or_else(|| format!("tls handshake failed: {e}"));
             Error::Connect {
+                sqlstate: None,
                 target: endpoint.label(),
                 message,
                 source: Box::new(e),
@@ -277,6 +283,7 @@ async fn negotiate(
 
 fn connect_error(endpoint: &Endpoint, error: io::Error) -> Error {
     Error::Connect {
+        sqlstate: None,
         target: endpoint.label(),
         message: error.to_string(),
         source: Box::new(error),

@@ -21,7 +21,6 @@ use crate::{Env, Secret};
 
 pub(crate) use parse::parse_bool;
 pub use types::{AuthMethod, RootCerts, SslMode};
-pub use validate::{check_pool_options, is_loopback};
 
 /// Everything needed to reach one server and log in.
 ///

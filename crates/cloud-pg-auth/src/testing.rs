@@ -1,5 +1,5 @@
 //! Test helpers: a fake token source that counts calls, fails on demand and records its drop,
-//! and the fixtures the adapters' tests share (settings, polling, a throwaway runtime).
+//! and the fixtures the adapters' tests share (settings, a throwaway runtime).
 //! Enabled by the `test-util` feature; used by this workspace's adapter tests.
 
 use std::fmt;
@@ -181,20 +181,6 @@ pub fn password_settings_from(
         ("PGPASSWORD".to_string(), password.to_string()),
     ]);
     Settings::from_env_vars(&Env::from_pairs(pairs)).expect("valid password settings")
-}
-
-/// Polls until `cond` holds, 2 ms apart.
-///
-/// # Panics
-/// After 2,000 polls.
-pub async fn eventually(mut cond: impl FnMut() -> bool) {
-    for _ in 0..2000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    panic!("condition not reached");
 }
 
 /// Runs the future `make` returns on a tokio runtime of its own (multi-thread or

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use cloud_pg_auth::engine::CredentialConfig;
 use cloud_pg_auth::{
     AccessToken, Auth, AuthMethod, AuthOptions, CallbackSource, Error, PgConnector, RootCerts,
     Settings, SslMode,
@@ -163,8 +164,8 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     let check = |mode: SslMode, expected: Option<&'static str>| {
         let settings = base.clone().ssl_mode(mode);
         async move {
-            let options = AuthOptions::default().background_refresh(false);
-            let connector = PgConnector::from_settings(&settings, options)
+            let connector = CredentialConfig::new(settings)
+                .build_connector(false)
                 .await
                 .unwrap();
             match (connector.connect().await, expected) {

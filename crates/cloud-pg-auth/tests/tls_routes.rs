@@ -2,7 +2,8 @@
 //! `verify-ca` for a token only against a named root file, a root file replaces the public
 //! roots, Unix sockets log in without TLS. Against the emulator's token-checking front.
 
-use cloud_pg_auth::{AuthOptions, Env, Error, PgConnector, Settings};
+use cloud_pg_auth::engine::CredentialConfig;
+use cloud_pg_auth::{Env, Error, Settings};
 use cloud_pg_auth_testkit::tls::TestCa;
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
 
@@ -45,8 +46,9 @@ fn aws_settings(emulator: &Emulator, host: &str, extra: &[(&str, &str)]) -> Sett
 }
 
 async fn current_user(settings: &Settings) -> Result<String, Error> {
-    let options = AuthOptions::default().background_refresh(false);
-    let connector = PgConnector::build(settings, None, options).await?;
+    let connector = CredentialConfig::new(settings.clone())
+        .build_connector(false)
+        .await?;
     let (client, _io) = connector.connect().await?;
     let row = client
         .query_one("select current_user::text", &[])

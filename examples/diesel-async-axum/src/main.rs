@@ -5,8 +5,6 @@
 //! with its own credential, which is then disposed. `GET /health` shows the credential and
 //! pool status (never the token). SIGINT/SIGTERM: graceful shutdown, then dispose.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -38,17 +36,23 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
 
     let migrator = MigrationEngine::from_settings(settings.clone()).await?;
-    let applied = migrator.run_migrations(MIGRATIONS).await;
+    let report = migrator.run_migrations(MIGRATIONS).await;
     migrator.dispose().await;
-    let applied = applied.context("running the migrations")?;
-    tracing::info!(applied = applied.len(), "migrations done");
+    let report = report.context("running the migrations")?;
+    tracing::info!(
+        applied = ?report.applied_versions(),
+        already_applied = report.already_applied,
+        duration = ?report.duration,
+        "migrations done"
+    );
 
-    let engine = Arc::new(PooledEngine::from_settings(settings).await?);
+    // Clones share the pool and the credential: one per request handler.
+    let engine = PooledEngine::from_settings(settings).await?;
     let app = Router::new()
         .route("/health", get(health))
         .route("/notes", get(list_notes).post(create_note))
         .route("/notes/{id}", get(show_note).delete(delete_note))
-        .with_state(Arc::clone(&engine));
+        .with_state(engine.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("listening on 127.0.0.1:{port}"))?;
@@ -78,7 +82,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-type Engine = State<Arc<PooledEngine>>;
+type Engine = State<PooledEngine>;
 
 async fn health(State(engine): Engine) -> Json<EngineStatus> {
     Json(engine.status())

@@ -72,7 +72,7 @@ async fn steps<A: Adapter>(
 
     say("migration engine: own credential, running migrations");
     let migration = A::migration(settings.clone()).await?;
-    let applied = A::migrate(&migration).await?;
+    let applied = A::migrate(&migration).await?.applied.len();
     row.migrations_applied = applied as u64;
     let migration_status = A::migration_status(&migration);
     A::dispose_migration(&migration).await;

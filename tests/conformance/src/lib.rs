@@ -1,56 +1,72 @@
 //! The cross-adapter conformance suite: one scenario list, written once, run against every
 //! adapter through the [`Adapter`] trait, so no adapter can silently differ.
 //!
-//! Each adapter has one test file in `tests/` that implements [`Adapter`] and calls
-//! [`conformance_tests!`](crate::conformance_tests) (added with the scenarios).
+//! The [`Adapter`] impls live in `src/adapters/`; each adapter has one test file in `tests/`
+//! that calls [`conformance_tests!`](crate::conformance_tests) with its impl.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cloud_pg_auth::engine::{
+    DEFAULT_CONNECTION_TIMEOUT, DEFAULT_DISPOSE_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE,
+    MigrationReport,
+};
 use cloud_pg_auth::{AuthOptions, BoxError, EngineStatus, Settings, TokenSource};
 
-/// Options every adapter's pooled engine accepts in the scenarios.
+/// Options every adapter's pooled engine accepts in the scenarios: the builder methods every
+/// adapter shares (`pool_builder_methods!`), so each adapter applies them the same way.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// The pool's maximum size.
     pub max_size: usize,
-    /// The credential's options (clock, background refresh).
-    pub auth: AuthOptions,
+    /// Connections older than this are replaced (`None`: kept).
+    pub max_lifetime: Option<Duration>,
     /// How long a checkout may wait for a connection.
     pub connection_timeout: Duration,
+    /// How long `dispose()` waits for checked-out connections.
+    pub dispose_timeout: Duration,
+    /// The credential's options (clock, background refresh).
+    pub auth: AuthOptions,
+    /// Tokens from this source instead of the one the settings name.
+    pub token_source: Option<Arc<dyn TokenSource>>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
-            max_size: 10,
+            max_size: DEFAULT_MAX_SIZE,
+            max_lifetime: Some(DEFAULT_MAX_LIFETIME),
+            // Shorter than the default: a scenario that fails should fail soon.
+            connection_timeout: DEFAULT_CONNECTION_TIMEOUT.min(Duration::from_secs(10)),
+            dispose_timeout: DEFAULT_DISPOSE_TIMEOUT,
             auth: AuthOptions::default(),
-            connection_timeout: Duration::from_secs(10),
+            token_source: None,
         }
     }
 }
 
-/// One adapter as the scenarios see it. Errors are boxed so scenarios can read their chains.
+/// One adapter as the scenarios see it: the surface every adapter shares (issue 12), so a
+/// scenario is written once. Errors are boxed so scenarios can read their chains.
 #[async_trait]
 pub trait Adapter: Send + Sync + 'static {
     /// `deadpool`, `bb8`, `diesel-async`, `sqlx` (sqlx 0.9) or `sqlx-0.8`.
     const NAME: &'static str;
-    /// The adapter's pooled engine.
-    type Pooled: Send + Sync + 'static;
+    /// Whether a checkout straight from the pool reports a failed login only as the pool's
+    /// timeout (bb8 retries failed connects until its connection timeout and keeps the error
+    /// to its error sink), rather than as the login's error.
+    const POOL_HIDES_LOGIN_ERRORS: bool = false;
+    /// The adapter's pooled engine; clones share the pool and the credential.
+    type Pooled: Clone + Send + Sync + 'static;
+    /// The pool under the engine, as `engine.pool()` hands it out.
+    type Pool: Send + Sync + 'static;
     /// The adapter's migration engine.
     type Migration: Send + Sync + 'static;
     /// A connection checked out of the pool and kept across calls.
     type Held: Send + 'static;
 
-    /// A pooled engine built from settings, with its own credential.
+    /// A pooled engine built with `options` (checked by the builder), with its own credential.
     async fn pooled(settings: Settings, options: EngineOptions) -> Result<Self::Pooled, BoxError>;
-    /// A pooled engine over a caller-supplied token source.
-    async fn pooled_with_source(
-        settings: Settings,
-        source: Arc<dyn TokenSource>,
-        options: EngineOptions,
-    ) -> Result<Self::Pooled, BoxError>;
     /// Checks out a connection (reused or new) and returns `SELECT current_user`.
     async fn current_user(engine: &Self::Pooled) -> Result<String, BoxError>;
     /// Checks out a connection that the pool opens for this call, returns `SELECT
@@ -61,20 +77,27 @@ pub trait Adapter: Send + Sync + 'static {
     /// `SELECT 1` on a held connection: one round trip once the connection has prepared the
     /// statement (the first call prepares it).
     async fn select_one(held: &mut Self::Held) -> Result<(), BoxError>;
+    /// A clone of the engine's pool (`engine.pool().clone()`).
+    fn pool(engine: &Self::Pooled) -> Self::Pool;
+    /// Checks out a connection straight from a pool clone and returns `SELECT current_user`.
+    async fn current_user_through_pool(pool: &Self::Pool) -> Result<String, BoxError>;
     /// The engine's status.
     fn status(engine: &Self::Pooled) -> EngineStatus;
     /// `format!("{engine:?}")`.
     fn debug(engine: &Self::Pooled) -> String;
     /// The engine's credential.
     fn auth(engine: &Self::Pooled) -> cloud_pg_auth::Auth;
-    /// Closes the pool, stops the refresher and drops the credential. Later checkouts fail.
+    /// Closes the pool, stops the refresher and drops the credential, waiting for checked-out
+    /// connections at most the dispose timeout. Later checkouts fail.
     async fn dispose(engine: &Self::Pooled);
+    /// Whether `dispose()` ran.
+    fn is_disposed(engine: &Self::Pooled) -> bool;
 
     /// A migration engine built from settings, with its own credential.
     async fn migration(settings: Settings) -> Result<Self::Migration, BoxError>;
-    /// Runs the adapter's conformance migrations (they create the table `conformance_items`);
-    /// returns how many were applied by this call.
-    async fn migrate(engine: &Self::Migration) -> Result<usize, BoxError>;
+    /// Runs the adapter's conformance migrations (one migration, `conformance_items`, which
+    /// creates the table of that name).
+    async fn migrate(engine: &Self::Migration) -> Result<MigrationReport, BoxError>;
     /// The migration engine's status.
     fn migration_status(engine: &Self::Migration) -> EngineStatus;
     /// Drops the migration engine's credential.

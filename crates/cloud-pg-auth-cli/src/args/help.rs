@@ -4,7 +4,7 @@ use super::Topic;
 
 /// The text of a help page.
 #[must_use]
-pub fn help(topic: Topic) -> &'static str {
+pub(crate) fn help(topic: Topic) -> &'static str {
     match topic {
         Topic::Main => MAIN_HELP,
         Topic::Token => TOKEN_HELP,

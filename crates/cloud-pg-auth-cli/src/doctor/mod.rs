@@ -93,7 +93,7 @@ pub const STEPS: [(&str, &str); 8] = {
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub(crate) enum Status {
     /// Passed.
     Ok,
     /// Does not apply (a password method has no audience).
@@ -117,7 +117,7 @@ impl Status {
 
 /// One step's result.
 #[derive(Debug, Clone, Serialize)]
-pub struct Step {
+pub(crate) struct Step {
     /// Short name (`settings`, `login`, ...).
     pub name: &'static str,
     /// What is checked.
@@ -136,7 +136,7 @@ pub struct Step {
 
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Whether every step passed (or did not apply).
     pub ok: bool,
     /// The step that failed.
@@ -271,7 +271,7 @@ fn resolved_settings<'a>(state: &'a State<'_>) -> &'a Settings {
 }
 
 /// Runs every step against the settings in `env` and prints the report to `out`.
-pub async fn run(env: &Env, out: &mut dyn Write, json: bool) -> Report {
+pub(crate) async fn run(env: &Env, out: &mut dyn Write, json: bool) -> Report {
     let mut state = State {
         env,
         now: SystemTime::now(),

@@ -10,7 +10,7 @@ use super::{Listen, ProxyError, served_databases, served_user};
 /// The libpq variables a client needs to use a proxy listening on `listen` for `user` and
 /// `database`, in print order.
 #[must_use]
-pub fn client_env(
+pub(crate) fn client_env(
     listen: &Listen,
     user: &str,
     database: &str,
@@ -47,7 +47,7 @@ pub fn client_env(
 
 /// The served role and databases for `settings`, as [`Proxy::bind`](super::Proxy::bind) finds
 /// them, without binding (for `--print-env`).
-pub async fn served(
+pub(crate) async fn served(
     settings: &Settings,
     extra_databases: &[String],
 ) -> Result<(String, Vec<String>), ProxyError> {

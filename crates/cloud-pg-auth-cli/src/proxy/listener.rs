@@ -23,7 +23,7 @@ use super::ProxyError;
 /// The default port: not 5432 (a local server), 5433 and up (further clusters on Debian
 /// and Ubuntu, which count up from 5432; 5433 is also YugabyteDB's), 5439 (Redshift) nor
 /// 6432 (PgBouncer); one below 5432, where no packaging tool puts a cluster.
-pub const DEFAULT_PORT: u16 = 5431;
+pub(crate) const DEFAULT_PORT: u16 = 5431;
 
 /// Where the proxy accepts clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl fmt::Display for Listen {
 
 /// `--listen`: `IP:PORT`, `[IPv6]:PORT` or a bare port (on 127.0.0.1). Names are refused:
 /// what a name resolves to can change, and the loopback check is on the address.
-pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_listen(value: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = value.parse::<u16>() {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
@@ -70,7 +70,7 @@ pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
 
 /// The socket file libpq opens for `host=dir port=port`.
 #[must_use]
-pub fn socket_path(dir: &Path, port: u16) -> PathBuf {
+pub(crate) fn socket_path(dir: &Path, port: u16) -> PathBuf {
     dir.join(format!(".s.PGSQL.{port}"))
 }
 

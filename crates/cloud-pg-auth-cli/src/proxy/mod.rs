@@ -14,7 +14,7 @@ mod cancel;
 mod client;
 mod connection;
 mod env;
-pub mod listener;
+pub(crate) mod listener;
 mod relay;
 mod upstream;
 mod wire;
@@ -34,14 +34,16 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-pub use env::{client_env, served};
+pub(crate) use env::{client_env, served};
+pub use listener::Listen;
 use listener::Listener;
-pub use listener::{DEFAULT_PORT, Listen, parse_listen, socket_path};
+pub(crate) use listener::{DEFAULT_PORT, parse_listen};
 
 /// The environment variable holding the local password clients must give.
-pub const PASSWORD_VAR: &str = "PGAUTH_PROXY_PASSWORD";
+pub(crate) const PASSWORD_VAR: &str = "PGAUTH_PROXY_PASSWORD";
 
-/// How the proxy runs. Public fields and `Default`, like every options struct here.
+/// How the proxy runs: public fields and `Default` (no setters), filled in by `pgauth proxy`
+/// or a test.
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
     /// Where clients connect (default `127.0.0.1:5431`).

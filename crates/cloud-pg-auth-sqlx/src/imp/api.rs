@@ -2,10 +2,12 @@
 
 use super::sqlx;
 
-pub use super::engine::{
-    DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, PooledEngine,
-    PooledEngineBuilder,
+pub use cloud_pg_auth::engine::{
+    AppliedMigration, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_DISPOSE_TIMEOUT, DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_SIZE, MigrationReport,
 };
+
+pub use super::engine::{PooledEngine, PooledEngineBuilder};
 pub use super::error::Error;
 pub use super::migration::{MigrationEngine, MigrationEngineBuilder};
 

@@ -1,4 +1,8 @@
+//! The adapter's error.
+
 use std::time::Duration;
+
+use cloud_pg_auth::login::is_refused_login;
 
 use super::sqlx;
 use crate::relay::RelayError;
@@ -56,15 +60,13 @@ fn timeout_hint(has_cause: bool) -> &'static str {
 }
 
 impl Error {
-    /// Whether the server refused the credentials (SQLSTATE 28P01 or 28000).
+    /// Whether the server refused the credentials (a SQLSTATE of
+    /// [`REFUSED_LOGIN_SQLSTATES`](cloud_pg_auth::login::REFUSED_LOGIN_SQLSTATES)).
     #[must_use]
     pub fn is_auth_failure(&self) -> bool {
         match self {
-            Self::Auth(cloud_pg_auth::Error::Connect { source, .. }) => source
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(is_auth_failure),
             Self::Auth(e) => e.is_auth_failure(),
-            Self::Sqlx(e) => is_auth_failure(e),
+            Self::Sqlx(e) => is_refused_login(sqlstate(e).as_deref()),
             Self::Timeout {
                 cause: Some(cause), ..
             } => cause.is_auth_failure(),
@@ -73,22 +75,15 @@ impl Error {
     }
 }
 
-/// Whether sqlx's error is the server refusing the login (SQLSTATE 28P01 or 28000).
-pub(crate) fn is_auth_failure(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("28P01" | "28000")),
-        _ => false,
-    }
+/// The SQLSTATE the server sent with sqlx's error, if any.
+pub(crate) fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|code| code.into_owned())
 }
 
-impl From<cloud_pg_auth::Error> for Error {
-    fn from(error: cloud_pg_auth::Error) -> Self {
-        match error {
-            cloud_pg_auth::Error::Disposed => Self::Disposed,
-            other => Self::Auth(other),
-        }
-    }
-}
+cloud_pg_auth::adapter_error_conversions!(Error);
 
 impl From<RelayError> for Error {
     fn from(error: RelayError) -> Self {
@@ -96,11 +91,5 @@ impl From<RelayError> for Error {
             place: error.place,
             source: error.source,
         }
-    }
-}
-
-impl From<cloud_pg_auth::ConfigError> for Error {
-    fn from(error: cloud_pg_auth::ConfigError) -> Self {
-        Self::Auth(error.into())
     }
 }

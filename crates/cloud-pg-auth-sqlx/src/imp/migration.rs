@@ -1,18 +1,18 @@
 //! The migration engine: unpooled sqlx connections with their own credential, and sqlx's
 //! migrations run over them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use cloud_pg_auth::{Auth, AuthOptions, EngineStatus, Settings, TokenSource};
+use cloud_pg_auth::engine::{AppliedMigration, CredentialConfig, Lifecycle, MigrationReport};
+use cloud_pg_auth::login::Attempt;
+use cloud_pg_auth::{Auth, EngineStatus, Secret, Settings};
 use sqlx::Connection as _;
 use sqlx::migrate::{Migrate as _, Migrator};
 use sqlx::postgres::PgConnection;
 
-use super::engine::custom_source_settings;
-use super::error::is_auth_failure;
 use super::target::Target;
 use super::{Error, compat, sqlx};
 
@@ -20,89 +20,93 @@ use super::{Error, compat, sqlx};
 /// background refresh: each connection fetches a token if the cached one is not valid).
 ///
 /// Safe to create, use and drop inside a short-lived tokio runtime of its own: it shares
-/// nothing with any [`PooledEngine`](super::PooledEngine).
+/// nothing with any [`PooledEngine`](super::PooledEngine). Clones share the credential;
+/// dropping the last one drops it and the relay.
+#[derive(Clone)]
 pub struct MigrationEngine {
-    auth: Auth,
-    target: Target,
-    opened: AtomicU64,
-    auth_retries: AtomicU64,
+    lifecycle: Lifecycle,
+    target: Arc<Target>,
 }
 
 impl MigrationEngine {
-    /// An engine configured from the environment ([`Settings::from_env`]).
-    pub async fn from_env() -> Result<Self, Error> {
-        Self::from_settings(Settings::from_env()?).await
-    }
-
-    /// An engine for `settings`.
-    pub async fn from_settings(settings: Settings) -> Result<Self, Error> {
-        Self::builder(settings).build().await
-    }
-
-    /// An engine for a `postgres://` URL ([`Settings::from_url`]).
-    pub async fn from_url(url: &str) -> Result<Self, Error> {
-        Self::from_settings(Settings::from_url(url)?).await
-    }
+    cloud_pg_auth::engine_constructors!(Error);
 
     /// A builder, to pass a token source or credential options.
     pub fn builder(settings: Settings) -> MigrationEngineBuilder {
         MigrationEngineBuilder {
-            settings,
-            auth_options: AuthOptions::default(),
-            token_source: None,
+            config: CredentialConfig::new(settings),
         }
     }
 
     /// Opens a new connection with a fresh token (retried once with a new token if the server
     /// refuses the login). It is the caller's; nothing pools it.
     pub async fn connect(&self) -> Result<PgConnection, Error> {
-        let mut retried = false;
-        loop {
-            let token = self.auth.token().await?;
-            // Again on each connect: the engine may be used on another runtime than the one
-            // that built it.
-            self.target.ensure_relay()?;
-            let options = self.target.options_for(&token)?;
-            match PgConnection::connect_with(&options).await {
-                Ok(connection) => {
-                    self.opened.fetch_add(1, Ordering::Relaxed);
-                    return Ok(connection);
+        self.lifecycle.check_open()?;
+        // Again on each connect: the engine may be used on another runtime than the one
+        // that built it.
+        self.target.ensure_relay()?;
+        let auth = self.lifecycle.auth();
+        let refused: Mutex<Option<Secret>> = Mutex::new(None);
+        let connection = self
+            .target
+            .retry_once(|attempt| {
+                let refused = &refused;
+                async move {
+                    // The token the first attempt used, dropped from the cache on the retry.
+                    let last = refused
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take();
+                    if attempt == Attempt::Retry
+                        && let Some(secret) = last
+                    {
+                        auth.invalidate(&secret);
+                    }
+                    let token = auth.token().await?;
+                    let options = self.target.options_for(&token)?;
+                    *refused.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(token.secret().clone());
+                    PgConnection::connect_with(&options)
+                        .await
+                        .map_err(|error| self.target.attempt_error(error))
                 }
-                Err(error) if is_auth_failure(&error) && !retried => {
-                    retried = true;
-                    self.auth_retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(target_db = %self.target.label(), "login refused; retrying once with a new token");
-                    self.auth.invalidate(token.secret());
-                }
-                Err(error) => return Err(self.target.login_error(error, retried)),
-            }
-        }
+            })
+            .await?;
+        self.target.count_opened();
+        Ok(connection)
     }
 
     /// Applies the pending migrations of `migrator` (`Migrator::new(path)` or
-    /// `sqlx::migrate!()`) on a new connection and returns the versions applied by this call
-    /// (empty when none was pending). Holds sqlx's advisory lock throughout, so instances
-    /// starting together apply each migration once.
-    pub async fn run_migrations(&self, migrator: &Migrator) -> Result<Vec<i64>, Error> {
+    /// `sqlx::migrate!()`) on a new connection and reports what this call applied (versions,
+    /// descriptions as names, each one's execution time from sqlx's migrations table).
+    /// Holds sqlx's advisory lock throughout, so instances starting together apply each
+    /// migration once.
+    pub async fn run_migrations(&self, migrator: &Migrator) -> Result<MigrationReport, Error> {
         let mut connection = self.connect().await?;
+        let started = Instant::now();
         // sqlx's lock is reentrant per session: taking it here as well makes the before and
         // after lists exact.
         connection.lock().await?;
         let result = apply(&mut connection, migrator).await;
         let unlocked = connection.unlock().await;
-        let applied = result?;
+        let (applied, already_applied) = result?;
         unlocked?;
         let _ = connection.close().await;
-        Ok(applied)
+        Ok(MigrationReport::new(
+            applied,
+            already_applied,
+            started.elapsed(),
+        ))
     }
 
     /// The credential's status and connection counters (no pool figures).
     #[must_use]
     pub fn status(&self) -> EngineStatus {
+        let stats = self.target.stats();
         EngineStatus::new(
-            self.auth.status(),
-            self.opened.load(Ordering::Relaxed),
-            self.auth_retries.load(Ordering::Relaxed),
+            self.lifecycle.auth().status(),
+            stats.connections_opened,
+            stats.auth_retries,
             None,
         )
     }
@@ -110,14 +114,21 @@ impl MigrationEngine {
     /// The engine's credential.
     #[must_use]
     pub fn auth(&self) -> &Auth {
-        &self.auth
+        self.lifecycle.auth()
     }
 
-    /// Stops the relay (removing its socket directory) and drops the credential. Later
-    /// connects fail with [`Error::Disposed`]. Idempotent.
+    /// Drops the credential and stops the relay (removing its socket directory). Later
+    /// connects fail with [`Error::Disposed`]; connections already opened stay open until
+    /// dropped. Idempotent.
     pub async fn dispose(&self) {
+        self.lifecycle.dispose(|| async {}).await;
         self.target.stop_relay().await;
-        self.auth.dispose().await;
+    }
+
+    /// Whether [`MigrationEngine::dispose`] ran.
+    #[must_use]
+    pub fn is_disposed(&self) -> bool {
+        self.lifecycle.is_disposed()
     }
 
     #[cfg(test)]
@@ -126,39 +137,68 @@ impl MigrationEngine {
     }
 }
 
-async fn apply(connection: &mut PgConnection, migrator: &Migrator) -> Result<Vec<i64>, Error> {
+/// Runs the pending migrations and returns those this run applied, in version order, and
+/// how many of `migrator`'s were applied before.
+async fn apply(
+    connection: &mut PgConnection,
+    migrator: &Migrator,
+) -> Result<(Vec<AppliedMigration>, usize), Error> {
     // Asked rather than created here, so sqlx's own `CREATE TABLE IF NOT EXISTS` stays quiet.
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(compat::migrations_table(migrator))
         .fetch_one(&mut *connection)
         .await?;
     let before: HashSet<i64> = if exists {
-        compat::applied_migrations(connection, migrator)
-            .await?
-            .into_iter()
-            .map(|m| m.version)
-            .collect()
+        recorded(connection, migrator).await?.into_keys().collect()
     } else {
         HashSet::new()
     };
     compat::run_migrations(migrator, connection).await?;
-    let mut applied: Vec<i64> = compat::applied_migrations(connection, migrator)
+    let names: HashMap<i64, &str> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| (m.version, &*m.description))
+        .collect();
+    let already_applied = names.keys().filter(|v| before.contains(v)).count();
+    let mut applied: Vec<_> = recorded(connection, migrator)
         .await?
         .into_iter()
-        .map(|m| m.version)
-        .filter(|v| !before.contains(v))
+        .filter(|(version, _)| !before.contains(version))
         .collect();
-    applied.sort_unstable();
-    Ok(applied)
+    applied.sort_unstable_by_key(|(version, _)| *version);
+    let applied = applied
+        .into_iter()
+        .map(|(version, duration)| {
+            let name = names.get(&version).copied().unwrap_or_default();
+            AppliedMigration::new(version.to_string(), name, duration)
+        })
+        .collect();
+    Ok((applied, already_applied))
+}
+
+/// The versions in the migrator's table with their execution times (sqlx records
+/// nanoseconds).
+async fn recorded(
+    connection: &mut PgConnection,
+    migrator: &Migrator,
+) -> Result<HashMap<i64, Duration>, Error> {
+    Ok(compat::recorded(connection, migrator)
+        .await?
+        .into_iter()
+        .map(|(version, nanos)| {
+            let nanos = u64::try_from(nanos).unwrap_or(0);
+            (version, Duration::from_nanos(nanos))
+        })
+        .collect())
 }
 
 impl fmt::Debug for MigrationEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MigrationEngine")
             .field("target", &self.target.label())
-            .field("auth", &self.auth)
-            .field("connections_opened", &self.opened.load(Ordering::Relaxed))
-            .field("auth_retries", &self.auth_retries.load(Ordering::Relaxed))
+            .field("auth", self.lifecycle.auth())
+            .field("stats", &self.target.stats())
+            .field("disposed", &self.is_disposed())
             .finish()
     }
 }
@@ -166,38 +206,22 @@ impl fmt::Debug for MigrationEngine {
 /// Options of a [`MigrationEngine`].
 #[must_use]
 pub struct MigrationEngineBuilder {
-    settings: Settings,
-    auth_options: AuthOptions,
-    token_source: Option<Arc<dyn TokenSource>>,
+    config: CredentialConfig,
 }
 
 impl MigrationEngineBuilder {
-    /// The credential's options (clock). Background refresh is always off for migrations.
-    pub fn auth_options(mut self, options: AuthOptions) -> Self {
-        self.auth_options = options;
-        self
-    }
-
-    /// Takes tokens from `source` instead of the source the settings name.
-    pub fn token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
-        self.token_source = Some(source);
-        self
-    }
+    cloud_pg_auth::credential_builder_methods!(config);
 
     /// Builds the credential. No connection is opened yet.
     pub async fn build(self) -> Result<MigrationEngine, Error> {
-        let settings = custom_source_settings(self.settings, self.token_source.is_some());
-        let target = Target::from_settings(&settings)?;
+        let target = Target::from_settings(&self.config.login_settings())?;
         target.ensure_relay()?;
         // A refresher would live on the runtime that builds the engine, which is often a
         // throwaway one; each connect fetches a token when needed instead.
-        let options = self.auth_options.background_refresh(false);
-        let auth = Auth::build(&settings, self.token_source, options).await?;
+        let auth = self.config.build_auth(false).await?;
         Ok(MigrationEngine {
-            auth,
-            target,
-            opened: AtomicU64::new(0),
-            auth_retries: AtomicU64::new(0),
+            lifecycle: Lifecycle::new(auth, Duration::ZERO),
+            target: Arc::new(target),
         })
     }
 }
@@ -205,9 +229,7 @@ impl MigrationEngineBuilder {
 impl fmt::Debug for MigrationEngineBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MigrationEngineBuilder")
-            .field("settings", &self.settings)
-            .field("auth_options", &self.auth_options)
-            .field("token_source", &self.token_source)
+            .field("config", &self.config)
             .finish()
     }
 }

@@ -1,36 +1,37 @@
-//! sqlx connect options from the settings. sqlx never does TLS itself: it connects to the
-//! engine's relay, which opens the server connection the way the other adapters do.
+//! sqlx connect options from the settings, on the core's login layer: the user, the TLS
+//! decision, retry-once and failed-login explanations are `LoginTarget`'s. sqlx never does
+//! TLS itself: it connects to the engine's relay, which opens the server connection the way
+//! the other adapters do.
 
 use std::fmt;
+use std::future::Future;
 
-use cloud_pg_auth::net::Endpoint;
-use cloud_pg_auth::tls::TlsPolicy;
-use cloud_pg_auth::{AccessToken, ConfigError, Settings, chain_text};
+use cloud_pg_auth::login::{AttemptError, LoginStats, LoginTarget};
+use cloud_pg_auth::{AccessToken, Settings};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-use super::error::is_auth_failure;
+use super::error::sqlstate;
 use super::{Error, sqlx};
 use crate::relay::{CANNOT_CONNECT_NOW, Relay, UNABLE_TO_CONNECT};
 
-/// What every connection of one engine shares: server, database, route and user. The
-/// password is added per token by [`Target::options_for`]. Never printed: sqlx's
-/// `PgConnectOptions` shows its password in `Debug`.
+/// What every connection of one engine shares: server, database, route, the login target
+/// (user, TLS decision, counters). The password is added per token by
+/// [`Target::options_for`]. Never printed: sqlx's `PgConnectOptions` shows its password in
+/// `Debug`.
 pub(crate) struct Target {
     options: PgConnectOptions,
-    user: Option<String>,
-    endpoint: Endpoint,
+    login: LoginTarget,
     /// `None` when the host is a Unix socket directory: sqlx connects there directly
     /// (PostgreSQL does no TLS over a Unix socket).
     relay: Option<Relay>,
 }
 
 impl Target {
-    /// Validates the settings, decides TLS and the address with the core (as for every
-    /// adapter), and binds the engine's relay.
+    /// Validates the settings, takes the login target (address, TLS decision) from the core,
+    /// as every adapter does, and binds the engine's relay.
     pub(crate) fn from_settings(settings: &Settings) -> Result<Self, Error> {
-        settings.validate()?;
-        let endpoint = Endpoint::from_settings(settings)?;
-        let policy = TlsPolicy::from_settings(settings)?;
+        let login = LoginTarget::from_settings(settings)?;
+        let endpoint = login.endpoint().clone();
         // `new_without_pgpass` reads PG* variables; every field that matters is set below,
         // and the password only ever comes from a token. TLS is the relay's, so sqlx's
         // `ssl_root_cert` (added to the public roots by sqlx) is never given.
@@ -51,15 +52,18 @@ impl Target {
                 None
             }
             None => {
-                let relay = Relay::bind(endpoint.clone(), policy, settings.connect_timeout)?;
-                options = route(options, &relay, &endpoint);
+                let relay = Relay::bind(
+                    endpoint.clone(),
+                    login.tls().clone(),
+                    settings.connect_timeout,
+                )?;
+                options = route(options, &relay, endpoint.port());
                 Some(relay)
             }
         };
         Ok(Self {
             options,
-            user: settings.user.clone(),
-            endpoint,
+            login,
             relay,
         })
     }
@@ -89,23 +93,12 @@ impl Target {
         self.options.clone()
     }
 
-    /// The login name for `token`: the settings' user, or the one the token names.
-    pub(crate) fn user_for(&self, token: &AccessToken) -> Result<String, Error> {
-        if let Some(user) = &self.user {
-            return Ok(user.clone());
-        }
-        token.details().username.clone().ok_or_else(|| {
-            ConfigError::new(
-                "PGUSER",
-                "not set, and the token names no user (no xms_mirid, upn, preferred_username or unique_name claim); set PGUSER to the identity's display name (the PostgreSQL role created for it)",
-            )
-            .into()
-        })
-    }
-
-    /// The options for logging in with `token`.
-    pub(crate) fn options_for(&self, token: &AccessToken) -> Result<PgConnectOptions, Error> {
-        let user = self.user_for(token)?;
+    /// The options for logging in with `token`, as the user the core resolves.
+    pub(crate) fn options_for(
+        &self,
+        token: &AccessToken,
+    ) -> Result<PgConnectOptions, cloud_pg_auth::Error> {
+        let user = self.login.user_for(token)?;
         Ok(self
             .options
             .clone()
@@ -115,55 +108,77 @@ impl Target {
 
     /// `host:port as user`, for messages.
     pub(crate) fn label(&self) -> String {
-        format!(
-            "{} as {}",
-            self.endpoint.label(),
-            self.user.as_deref().unwrap_or("<user from token>")
-        )
+        self.login.label()
     }
 
-    /// A failed login as the core reports it. When the relay could not open the server
-    /// connection (dial, TLS, certificate), that is the core's typed error, with its
-    /// explanation.
-    pub(crate) fn login_error(&self, error: sqlx::Error, refused_twice: bool) -> Error {
-        if let sqlx::Error::Database(db) = &error
-            && matches!(
-                db.code().as_deref(),
-                Some(UNABLE_TO_CONNECT | CANNOT_CONNECT_NOW)
-            )
-            && let Some(cause) = self
-                .relay
-                .as_ref()
-                .and_then(|relay| relay.take_failure(db.message()))
-        {
-            return Error::Auth(cause);
+    /// Counts a physical connection opened.
+    pub(crate) fn count_opened(&self) {
+        self.login.count_opened();
+    }
+
+    /// The login counters.
+    pub(crate) fn stats(&self) -> LoginStats {
+        self.login.stats()
+    }
+
+    /// The core's retry-once over sqlx logins (see [`LoginTarget::retry_once`]).
+    pub(crate) async fn retry_once<T, F, Fut>(&self, attempt: F) -> Result<T, Error>
+    where
+        F: FnMut(cloud_pg_auth::login::Attempt) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<sqlx::Error>>>,
+    {
+        Ok(self.login.retry_once(attempt).await?)
+    }
+
+    /// sqlx's login error as an attempt's failure. When the relay could not open the server
+    /// connection (dial, TLS, certificate), that is the core's typed error, which never
+    /// reached a server's verdict.
+    pub(crate) fn attempt_error(&self, error: sqlx::Error) -> AttemptError<sqlx::Error> {
+        match self.relay_failure(&error) {
+            Some(cause) => AttemptError::Before(cause),
+            None => AttemptError::Server {
+                sqlstate: sqlstate(&error),
+                error,
+            },
         }
-        let text = chain_text(&error);
-        let user = self.user.as_deref().unwrap_or("<user from token>");
-        let message = if is_auth_failure(&error) && refused_twice {
-            format!(
-                "the server refused the credentials twice, also with the newest token available ({text}); check that the role {user:?} exists and is mapped to this identity (Azure: pgaadauth_create_principal; AWS: GRANT rds_iam), and see docs/troubleshooting.md"
-            )
-        } else {
-            text
+    }
+
+    /// A failed login as the core reports it (the relay's typed error first).
+    pub(crate) fn login_error(&self, error: sqlx::Error) -> Error {
+        match self.attempt_error(error) {
+            AttemptError::Before(cause) => cause.into(),
+            AttemptError::Server { error, sqlstate } => {
+                self.login.login_error(error, sqlstate, false).into()
+            }
+        }
+    }
+
+    /// The relay's typed error, when sqlx's error is the relay's answer for it.
+    fn relay_failure(&self, error: &sqlx::Error) -> Option<cloud_pg_auth::Error> {
+        let sqlx::Error::Database(db) = error else {
+            return None;
         };
-        Error::Auth(cloud_pg_auth::Error::Connect {
-            target: self.label(),
-            message,
-            source: Box::new(error),
-        })
+        if !matches!(
+            db.code().as_deref(),
+            Some(UNABLE_TO_CONNECT | CANNOT_CONNECT_NOW)
+        ) {
+            return None;
+        }
+        self.relay
+            .as_ref()
+            .and_then(|relay| relay.take_failure(db.message()))
     }
 }
 
 /// `options` pointed at the relay, without TLS (the relay does it).
-fn route(options: PgConnectOptions, relay: &Relay, endpoint: &Endpoint) -> PgConnectOptions {
+fn route(options: PgConnectOptions, relay: &Relay, port: u16) -> PgConnectOptions {
     #[cfg(unix)]
     {
-        options.socket(relay.socket_dir()).port(endpoint.port())
+        options.socket(relay.socket_dir()).port(port)
     }
     #[cfg(not(unix))]
     {
-        let _ = endpoint;
+        let _ = port;
         options.host("127.0.0.1").port(relay.local_port())
     }
 }
@@ -171,7 +186,7 @@ fn route(options: PgConnectOptions, relay: &Relay, endpoint: &Endpoint) -> PgCon
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Target")
-            .field("target", &self.label())
+            .field("login", &self.login)
             .field("relay", &self.relay.is_some())
             .finish_non_exhaustive()
     }

@@ -6,17 +6,18 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cloud_pg_auth::clock::ManualClock;
-use cloud_pg_auth::testing::{FakeSource, eventually, offline_password_settings};
+use cloud_pg_auth::testing::{FakeSource, offline_password_settings};
 use cloud_pg_auth::tls::CertCheck;
 use cloud_pg_auth::{AuthOptions, Env, Settings, SslMode, TokenErrorKind, chain_text};
 use cloud_pg_auth_testkit::tls::TestCa;
+use cloud_pg_auth_testkit::{PATIENCE, poll_until};
 use sqlx::postgres::PgSslMode;
 
 use super::sqlx;
 use super::target::Target;
 use super::{
-    DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, Error, MigrationEngine,
-    PooledEngine,
+    DEFAULT_CONNECTION_TIMEOUT, DEFAULT_DISPOSE_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE,
+    Error, MigrationEngine, PooledEngine, PooledEngineBuilder,
 };
 use crate::relay::error_response;
 
@@ -233,7 +234,7 @@ async fn the_relay_directory_is_private_and_removed_and_its_task_ends_with_the_e
     let probe = engine.target().relay().unwrap().probe();
     drop(engine);
     assert!(!dir.exists(), "removed by the drop");
-    eventually(|| probe.ended()).await;
+    poll_until("probe.ended()", PATIENCE, async || probe.ended()).await;
 
     let migrations = MigrationEngine::builder(settings())
         .token_source(source.clone())
@@ -270,6 +271,7 @@ async fn defaults() {
     assert_eq!(DEFAULT_MAX_SIZE, 10);
     assert_eq!(DEFAULT_MAX_LIFETIME, Duration::from_secs(55 * 60));
     assert_eq!(DEFAULT_CONNECTION_TIMEOUT, Duration::from_secs(30));
+    assert_eq!(DEFAULT_DISPOSE_TIMEOUT, Duration::from_secs(10));
     let engine = PooledEngine::from_settings(settings()).await.unwrap();
     let options = engine.pool().options();
     assert_eq!(options.get_max_connections(), 10);
@@ -297,6 +299,36 @@ async fn defaults() {
     assert_eq!(options.get_idle_timeout(), Some(Duration::from_secs(5)));
     assert_eq!(engine.status().pool.unwrap().max_size, 3);
     engine.dispose().await;
+}
+
+/// Options sqlx would accept and then misbehave with (no connections, connections closed at
+/// once, checkouts that always time out) are refused at build, naming the method, before any
+/// credential is made.
+#[tokio::test]
+async fn the_builder_refuses_options_no_pool_can_work_with() {
+    type Change = fn(PooledEngineBuilder) -> PooledEngineBuilder;
+    let cases: [(Change, &str); 3] = [
+        (|b| b.max_size(0), "max_size"),
+        (|b| b.max_lifetime(Duration::ZERO), "max_lifetime"),
+        (
+            |b| b.connection_timeout(Duration::ZERO),
+            "connection_timeout",
+        ),
+    ];
+    for (change, setting) in cases {
+        let (clock, source) = fake();
+        let builder = PooledEngine::builder(settings())
+            .token_source(source.clone())
+            .auth_options(on(&clock, false));
+        let error = change(builder).build().await.unwrap_err();
+        match &error {
+            Error::Auth(cloud_pg_auth::Error::Config(config)) => {
+                assert_eq!(config.setting(), setting, "{error}");
+            }
+            other => panic!("{setting}: {other:?}"),
+        }
+        assert_eq!(source.calls(), 0, "{setting}: no credential was built");
+    }
 }
 
 /// A process that slept or was suspended past the token's expiry: the first checkout after
@@ -358,9 +390,19 @@ async fn the_engine_installs_each_background_refresh() {
     let (clock, source) = fake();
     let engine = engine_with(&clock, &source, true).await;
     clock.advance(Duration::from_secs(3300));
-    eventually(|| installed(&engine).as_deref() == Some("fake-token-2")).await;
+    poll_until(
+        "installed(&engine).as_deref() == Some('fake-token-2')",
+        PATIENCE,
+        async || installed(&engine).as_deref() == Some("fake-token-2"),
+    )
+    .await;
     clock.advance(Duration::from_secs(3300));
-    eventually(|| installed(&engine).as_deref() == Some("fake-token-3")).await;
+    poll_until(
+        "installed(&engine).as_deref() == Some('fake-token-3')",
+        PATIENCE,
+        async || installed(&engine).as_deref() == Some("fake-token-3"),
+    )
+    .await;
     engine.dispose().await;
 }
 
@@ -465,6 +507,7 @@ async fn dispose_stops_the_tasks_and_drops_the_credential() {
     assert!(pool.is_closed());
     assert!(installed(&engine).is_none());
     assert!(matches!(engine.get().await, Err(Error::Disposed)));
+    assert!(engine.is_disposed() && engine.clone().is_disposed());
     assert_eq!(engine.status().pool.unwrap().max_size, 0);
     engine.dispose().await;
 
@@ -481,9 +524,11 @@ async fn dispose_stops_the_tasks_and_drops_the_credential() {
         "no background refresh for migrations"
     );
     drop(source);
+    let clone = migrations.clone();
     migrations.dispose().await;
     assert!(dropped.load(Ordering::SeqCst));
-    assert!(matches!(migrations.connect().await, Err(Error::Disposed)));
+    assert!(clone.is_disposed());
+    assert!(matches!(clone.connect().await, Err(Error::Disposed)));
 }
 
 #[tokio::test]
@@ -494,8 +539,20 @@ async fn dropping_the_engine_ends_its_tasks_even_while_the_pool_lives_on() {
     drop(source);
     let pool = engine.pool().clone();
     let auth = engine.auth().clone();
+    let clone = engine.clone();
     drop(engine);
+    assert!(!pool.is_closed(), "a clone of the engine is left");
+    assert!(auth.refresher_running());
+    drop(clone);
     assert!(pool.is_closed());
+    assert!(
+        !format!("{:?}", pool.connect_options()).contains("fake-token"),
+        "the token left the pool's options"
+    );
+    assert!(matches!(
+        auth.token().await,
+        Err(cloud_pg_auth::Error::Disposed)
+    ));
     assert!(
         !auth.refresher_running(),
         "stopped although the credential lives on"

@@ -6,13 +6,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::adapter::sqlx::migrate::Migrator;
 use super::adapter::{Error, MigrationEngine, PooledEngine, sqlx};
-use cloud_pg_auth::testing::{eventually, on_throwaway_runtime, password_settings_from};
+use cloud_pg_auth::testing::{on_throwaway_runtime, password_settings_from};
 use cloud_pg_auth::{AccessToken, CallbackSource, RootCerts, Settings, SslMode, chain_text};
 use cloud_pg_auth_testkit::tls::TestCa;
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
+use cloud_pg_auth_testkit::{PATIENCE, poll_until};
 
 /// A name only the emulator's certificate knows: it resolves nowhere, so only `hostaddr`
 /// reaches the server.
@@ -53,9 +55,14 @@ async fn current_user(engine: &PooledEngine) -> Result<String, Error> {
 }
 
 /// Waits until every connection is back in the pool (sqlx returns a dropped connection on a
-/// task of its own); the core's bounded poll fails the test after 2,000 polls.
+/// task of its own), at most [`PATIENCE`].
 async fn settle(engine: &PooledEngine) {
-    eventually(|| engine.pool().num_idle() == engine.pool().size() as usize).await;
+    poll_until(
+        "engine.pool().num_idle() == engine.pool().size() as usize",
+        PATIENCE,
+        async || engine.pool().num_idle() == engine.pool().size() as usize,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,14 +72,14 @@ async fn password_login_migrations_status_and_dispose() {
         .await
         .unwrap();
     let migrator = migrator().await;
-    assert_eq!(migrations.run_migrations(&migrator).await.unwrap(), [1]);
-    assert!(
-        migrations
-            .run_migrations(&migrator)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let report = migrations.run_migrations(&migrator).await.unwrap();
+    assert_eq!(report.applied_versions(), ["1"]);
+    assert_eq!(report.applied[0].name, "adapter items");
+    assert_eq!(report.already_applied, 0);
+    assert!(report.duration >= report.applied[0].duration, "{report:?}");
+    let report = migrations.run_migrations(&migrator).await.unwrap();
+    assert!(report.applied.is_empty());
+    assert_eq!(report.already_applied, 1);
     let status = migrations.status();
     assert_eq!(status.connections_opened, 2);
     assert!(status.pool.is_none());
@@ -105,6 +112,35 @@ async fn password_login_migrations_status_and_dispose() {
     );
     engine.dispose().await;
     assert!(matches!(engine.get().await, Err(Error::Disposed)));
+    emulator.stop().await.unwrap();
+}
+
+/// dispose() with a connection still checked out returns within its bound (the connection
+/// closes when it comes back) instead of waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispose_returns_within_its_bound_while_a_connection_is_checked_out() {
+    let emulator = emulator().await;
+    let engine = PooledEngine::builder(settings(&emulator))
+        .dispose_timeout(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    let mut leaked = engine.get().await.unwrap();
+    engine.dispose().await;
+    assert!(engine.is_disposed());
+    assert!(engine.pool().is_closed());
+    assert!(matches!(engine.get().await, Err(Error::Disposed)));
+    // The checked-out connection still works until it is returned.
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut *leaked)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    drop(leaked);
+    poll_until("engine.pool().size() == 0", PATIENCE, async || {
+        engine.pool().size() == 0
+    })
+    .await;
     emulator.stop().await.unwrap();
 }
 
@@ -327,7 +363,7 @@ async fn migrations_in_a_throwaway_runtime_leave_the_pool_healthy() {
             applied
         });
         assert_eq!(
-            applied.len(),
+            applied.applied.len(),
             usize::from(flavor == "current_thread"),
             "{flavor}"
         );

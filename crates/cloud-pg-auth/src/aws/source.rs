@@ -245,12 +245,13 @@ impl TokenSource for AwsSource {
 fn static_credentials(env: &Env) -> Result<Option<Credentials>, ConfigError> {
     match (
         env.get("AWS_ACCESS_KEY_ID"),
-        env.get("AWS_SECRET_ACCESS_KEY"),
+        env.secret("AWS_SECRET_ACCESS_KEY"),
     ) {
         (Some(key), Some(secret)) => Ok(Some(Credentials::new(
             key,
-            secret,
-            env.get("AWS_SESSION_TOKEN").map(str::to_string),
+            secret.expose(),
+            env.secret("AWS_SESSION_TOKEN")
+                .map(|t| t.expose().to_string()),
             None,
             "environment",
         ))),

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use super::*;
 use crate::chain_text;
 use crate::clock::ManualClock;
-use crate::testing::{FakeSource, eventually};
+use crate::testing::FakeSource;
+use cloud_pg_auth_testkit::{PATIENCE, poll_until};
 
 pub(super) const HOUR: Duration = Duration::from_secs(3600);
 
@@ -66,7 +67,10 @@ async fn callers_during_a_refresh_get_the_valid_token_at_once() {
         let cache = cache.clone();
         async move { secret(&cache).await }
     });
-    eventually(|| source.calls() == 2).await;
+    poll_until("source.calls() == 2", PATIENCE, async || {
+        source.calls() == 2
+    })
+    .await;
     // The refresh is in flight; this caller does not wait for it.
     assert_eq!(secret(&cache).await, "fake-token-1");
     assert_eq!(refreshing.await.unwrap(), "fake-token-2");
@@ -76,11 +80,22 @@ async fn callers_during_a_refresh_get_the_valid_token_at_once() {
 async fn background_refresher_keeps_the_token_fresh() {
     let (clock, source, cache) = setup(Some(HOUR));
     let task = cache.spawn_refresher();
-    eventually(|| source.calls() == 1).await; // warms up on start
+    poll_until("source.calls() == 1", PATIENCE, async || {
+        source.calls() == 1
+    })
+    .await; // warms up on start
     assert_eq!(secret(&cache).await, "fake-token-1");
     clock.advance(Duration::from_secs(3250));
-    eventually(|| source.calls() == 2).await;
-    eventually(|| cache.status().last_refresh == Some(clock.now())).await;
+    poll_until("source.calls() == 2", PATIENCE, async || {
+        source.calls() == 2
+    })
+    .await;
+    poll_until(
+        "cache.status().last_refresh == Some(clock.now())",
+        PATIENCE,
+        async || cache.status().last_refresh == Some(clock.now()),
+    )
+    .await;
     assert_eq!(secret(&cache).await, "fake-token-2");
     assert!(cache.status().background_refresh);
     task.stop().await;
@@ -180,7 +195,10 @@ async fn dropping_the_cache_drops_the_source_and_the_task_ends_with_its_handle()
     let (_clock, source, cache) = setup(Some(HOUR));
     let dropped = source.drop_flag();
     let task = cache.spawn_refresher();
-    eventually(|| source.calls() == 1).await;
+    poll_until("source.calls() == 1", PATIENCE, async || {
+        source.calls() == 1
+    })
+    .await;
     drop(source);
     assert!(!dropped.load(Ordering::SeqCst));
     drop(cache);

@@ -1,90 +1,98 @@
-//! The migration engine of the tokio-postgres adapters (deadpool, bb8): unpooled connections
-//! with a credential of their own, and [`Migrations`] run over them.
+//! The migration engine of the tokio-postgres adapters (deadpool, bb8, diesel-async):
+//! unpooled connections with a credential of their own, and a migration runner over them.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
-use tokio::task::JoinHandle;
-use tokio_postgres::Client;
-
-use super::{MigrateError, MigrationReport, Migrations};
-use crate::{Auth, AuthOptions, ConfigError, EngineStatus, PgConnector, Settings, TokenSource};
+#[cfg(test)]
+use super::Migrations;
+use super::{MigrateError, MigrationReport};
+use crate::engine::{CredentialConfig, Lifecycle};
+use crate::{Auth, ConfigError, EngineStatus, PgConnector, Settings};
 
 /// What an adapter's [`MigrationEngine`] hands out: the type of its connections and the
 /// error its methods return. An adapter implements it on a type of its own and names the
 /// engine `MigrationEngine<ThatType>` (the deadpool and bb8 adapters use their `Manager`).
-pub trait Flavor {
-    /// What [`MigrationEngine::connect`] returns: a tokio-postgres client, or a wrapper
-    /// around one.
-    type Client: Send;
+pub trait Driver: 'static {
+    /// What [`MigrationEngine::connect`] returns: a tokio-postgres client, or a driver's
+    /// connection built on one.
+    type Connection: Send;
     /// The adapter's error.
-    type Error: From<crate::Error> + From<ConfigError> + From<MigrateError>;
+    type Error: From<crate::Error> + From<ConfigError> + From<MigrateError> + Send;
 
-    /// Wraps a new connection: its client and its spawned I/O task.
-    fn client(client: Client, task: JoinHandle<()>) -> Self::Client;
+    /// Opens a connection through `connector` (a fresh token, one retry on a refusal).
+    fn open(
+        connector: &PgConnector,
+    ) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send;
+}
 
-    /// The tokio-postgres client of a connection [`Flavor::client`] made.
-    fn as_client(client: &mut Self::Client) -> &mut Client;
+/// How an adapter runs migrations of kind `S` over one of its connections: the core's
+/// [`Migrations`](super::Migrations) for deadpool and bb8, diesel's `MigrationSource` for diesel-async. Every
+/// runner reports with the same [`MigrationReport`].
+pub trait Runner<S>: Driver {
+    /// Applies the pending migrations of `source` over `connection`, under the runner's
+    /// lock, and reports what it did.
+    fn run(
+        connection: Self::Connection,
+        source: S,
+    ) -> impl Future<Output = Result<MigrationReport, Self::Error>> + Send;
 }
 
 /// Unpooled connections for migrations and admin work, with a credential of its own (its own
 /// token cache, no background refresh), so it can live on a short-lived runtime without
-/// touching the pooled engine's credential.
+/// touching the pooled engine's credential. Clones share the credential; dropping the last
+/// one drops it (see [`Lifecycle`]).
 ///
-/// `F` is the adapter ([`Flavor`]): it decides what [`MigrationEngine::connect`] returns and
+/// `F` is the adapter ([`Driver`]): it decides what [`MigrationEngine::connect`] returns and
 /// which error the methods return.
 pub struct MigrationEngine<F> {
     connector: PgConnector,
-    flavor: PhantomData<fn() -> F>,
+    lifecycle: Lifecycle,
+    driver: PhantomData<fn() -> F>,
 }
 
-impl<F: Flavor> MigrationEngine<F> {
-    /// An engine from the process environment.
-    pub async fn from_env() -> Result<Self, F::Error> {
-        Self::from_settings(Settings::from_env()?).await
+impl<F> Clone for MigrationEngine<F> {
+    fn clone(&self) -> Self {
+        Self {
+            connector: self.connector.clone(),
+            lifecycle: self.lifecycle.clone(),
+            driver: PhantomData,
+        }
     }
+}
 
-    /// An engine from settings.
-    pub async fn from_settings(settings: Settings) -> Result<Self, F::Error> {
-        Self::builder(settings).build().await
-    }
-
-    /// An engine from a `postgres://` URL.
-    pub async fn from_url(url: &str) -> Result<Self, F::Error> {
-        Self::from_settings(Settings::from_url(url)?).await
-    }
+impl<F: Driver> MigrationEngine<F> {
+    crate::engine_constructors!(F::Error);
 
     /// A builder.
     pub fn builder(settings: Settings) -> MigrationEngineBuilder<F> {
         MigrationEngineBuilder {
-            settings,
-            auth_options: AuthOptions::default(),
-            token_source: None,
-            flavor: PhantomData,
+            config: CredentialConfig::new(settings),
+            driver: PhantomData,
         }
     }
 
     /// Opens a new connection with a fresh token. It closes when dropped.
-    pub async fn connect(&self) -> Result<F::Client, F::Error> {
-        let (client, task) = self.connector.connect().await?;
-        Ok(F::client(client, task))
+    pub async fn connect(&self) -> Result<F::Connection, F::Error> {
+        self.lifecycle.check_open()?;
+        F::open(&self.connector).await
     }
 
-    /// Applies the pending migrations over a new connection (see
-    /// [`Migrations::run`]: one transaction each, an advisory lock around the run).
-    pub async fn run_migrations(
-        &self,
-        migrations: &Migrations,
-    ) -> Result<MigrationReport, F::Error> {
-        let mut client = self.connect().await?;
-        Ok(migrations.run(F::as_client(&mut client)).await?)
+    /// Applies the pending migrations of `source` over a new connection and reports what it
+    /// did (the same [`MigrationReport`] in every adapter).
+    pub async fn run_migrations<S>(&self, source: S) -> Result<MigrationReport, F::Error>
+    where
+        F: Runner<S>,
+    {
+        let connection = self.connect().await?;
+        F::run(connection, source).await
     }
 
     /// The credential.
     #[must_use]
     pub fn auth(&self) -> &Auth {
-        self.connector.auth()
+        self.lifecycle.auth()
     }
 
     /// Credential status and connection counters (no pool figures).
@@ -94,9 +102,15 @@ impl<F: Flavor> MigrationEngine<F> {
     }
 
     /// Drops the credential. Later connects fail with the adapter's `Error::Disposed`.
-    /// Idempotent.
+    /// Connections already opened stay open until dropped. Idempotent.
     pub async fn dispose(&self) {
-        self.connector.dispose().await;
+        self.lifecycle.dispose(|| async {}).await;
+    }
+
+    /// Whether [`MigrationEngine::dispose`] ran.
+    #[must_use]
+    pub fn is_disposed(&self) -> bool {
+        self.lifecycle.is_disposed()
     }
 }
 
@@ -104,6 +118,7 @@ impl<F> fmt::Debug for MigrationEngine<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MigrationEngine")
             .field("connector", &self.connector)
+            .field("disposed", &self.lifecycle.is_disposed())
             .finish()
     }
 }
@@ -111,33 +126,21 @@ impl<F> fmt::Debug for MigrationEngine<F> {
 /// Builds a [`MigrationEngine`]; from [`MigrationEngine::builder`].
 #[must_use]
 pub struct MigrationEngineBuilder<F> {
-    settings: Settings,
-    auth_options: AuthOptions,
-    token_source: Option<Arc<dyn TokenSource>>,
-    flavor: PhantomData<fn() -> F>,
+    config: CredentialConfig,
+    driver: PhantomData<fn() -> F>,
 }
 
-impl<F: Flavor> MigrationEngineBuilder<F> {
-    /// The credential's options (clock). Background refresh stays off whatever they say: the
-    /// engine is short-lived and may run on a runtime that ends soon. The refresh policy and
-    /// the fallback password come from the settings.
-    pub fn auth_options(mut self, options: AuthOptions) -> Self {
-        self.auth_options = options;
-        self
-    }
-
-    /// Uses `source` for tokens instead of the one the settings name.
-    pub fn token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
-        self.token_source = Some(source);
-        self
-    }
+impl<F: Driver> MigrationEngineBuilder<F> {
+    crate::credential_builder_methods!(config);
 
     /// Builds the credential. Opens no connection yet.
     pub async fn build(self) -> Result<MigrationEngine<F>, F::Error> {
-        let options = self.auth_options.background_refresh(false);
+        let connector = self.config.build_connector(false).await?;
+        let lifecycle = Lifecycle::new(connector.auth().clone(), std::time::Duration::ZERO);
         Ok(MigrationEngine {
-            connector: PgConnector::build(&self.settings, self.token_source, options).await?,
-            flavor: PhantomData,
+            connector,
+            lifecycle,
+            driver: PhantomData,
         })
     }
 }
@@ -145,9 +148,7 @@ impl<F: Flavor> MigrationEngineBuilder<F> {
 impl<F> fmt::Debug for MigrationEngineBuilder<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MigrationEngineBuilder")
-            .field("settings", &self.settings)
-            .field("auth_options", &self.auth_options)
-            .field("token_source", &self.token_source)
+            .field("config", &self.config)
             .finish()
     }
 }
@@ -156,10 +157,13 @@ impl<F> fmt::Debug for MigrationEngineBuilder<F> {
 mod tests {
     use std::sync::atomic::Ordering;
 
+    use std::sync::Arc;
+
     use super::*;
+    use crate::AuthOptions;
     use crate::testing::{FakeSource, offline_settings};
 
-    /// A flavor of plain clients, with the core's error widened by migration errors.
+    /// A driver of plain clients, with the core's error widened by migration errors.
     struct Plain;
 
     #[derive(Debug)]
@@ -186,16 +190,21 @@ mod tests {
         }
     }
 
-    impl Flavor for Plain {
-        type Client = Client;
+    impl Driver for Plain {
+        type Connection = tokio_postgres::Client;
         type Error = PlainError;
 
-        fn client(client: Client, _task: JoinHandle<()>) -> Client {
-            client
+        async fn open(connector: &PgConnector) -> Result<Self::Connection, PlainError> {
+            Ok(connector.connect().await?.0)
         }
+    }
 
-        fn as_client(client: &mut Client) -> &mut Client {
-            client
+    impl Runner<&Migrations> for Plain {
+        async fn run(
+            mut client: tokio_postgres::Client,
+            migrations: &Migrations,
+        ) -> Result<MigrationReport, PlainError> {
+            Ok(migrations.run(&mut client).await?)
         }
     }
 

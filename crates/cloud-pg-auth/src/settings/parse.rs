@@ -27,7 +27,7 @@ impl Settings {
             host: env.get("PGHOST").map(str::to_string),
             dbname: env.get("PGDATABASE").map(str::to_string),
             user: env.get("PGUSER").map(str::to_string),
-            password: env.get("PGPASSWORD").map(Secret::new),
+            password: env.secret("PGPASSWORD"),
             application_name: env.get("PGAPPNAME").map(str::to_string),
             env: env.clone(),
             ..Self::default()
@@ -53,9 +53,9 @@ impl Settings {
         if let Some(flag) = env.get("PGAUTH_INSECURE_LOOPBACK") {
             s.insecure_loopback = parse_bool("PGAUTH_INSECURE_LOOPBACK", flag)?;
         }
-        s.fallback_password = env.get("PGAUTH_FALLBACK_PASSWORD").map(Secret::new);
-        if let Some(url) = env.get("DATABASE_URL") {
-            s.apply_url("DATABASE_URL", url)?;
+        s.fallback_password = env.secret("PGAUTH_FALLBACK_PASSWORD");
+        if let Some(url) = env.secret("DATABASE_URL") {
+            s.apply_url("DATABASE_URL", url.expose())?;
         }
         s.azure = AzureOptions::from_env(env)?;
         s.aws = AwsOptions::from_env(env)?;

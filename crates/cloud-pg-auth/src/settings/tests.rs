@@ -502,24 +502,6 @@ fn good_settings_resolve() {
 }
 
 #[test]
-fn pool_options_refuse_what_a_pool_cannot_use() {
-    let hour = Some(Duration::from_secs(3600));
-    for (max_size, max_lifetime, expected) in [
-        (0, hour, "max_size: must be at least 1"),
-        (
-            1,
-            Some(Duration::ZERO),
-            "max_lifetime: must be more than zero; pass None",
-        ),
-    ] {
-        let error = check_pool_options(max_size, max_lifetime).unwrap_err();
-        assert!(error.to_string().starts_with(expected), "{error}");
-    }
-    check_pool_options(1, None).unwrap();
-    check_pool_options(10, hour).unwrap();
-}
-
-#[test]
 fn a_custom_source_makes_auto_custom_and_keeps_other_methods() {
     let auto = Settings::default().host("127.0.0.1").user("app");
     assert_eq!(auto.for_source(true).method, AuthMethod::Custom);

@@ -1,7 +1,6 @@
 //! Checking settings together, with errors that name the setting to change.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use super::parse::HOST_LIST;
 use super::{AuthMethod, RootCerts, Settings, SslMode};
@@ -220,27 +219,9 @@ impl Settings {
     }
 }
 
-/// Checks the size and connection lifetime an adapter's pool is built with: a pool of no
-/// connections, or a lifetime of zero, would misbehave (or panic) in the pool libraries.
-pub fn check_pool_options(
-    max_size: usize,
-    max_lifetime: Option<Duration>,
-) -> Result<(), ConfigError> {
-    if max_size == 0 {
-        return Err(ConfigError::new("max_size", "must be at least 1"));
-    }
-    if max_lifetime == Some(Duration::ZERO) {
-        return Err(ConfigError::new(
-            "max_lifetime",
-            "must be more than zero; pass None to keep connections without a limit",
-        ));
-    }
-    Ok(())
-}
-
 /// Whether `host` is `localhost` or a loopback IP address.
 #[must_use]
-pub fn is_loopback(host: &str) -> bool {
+fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())

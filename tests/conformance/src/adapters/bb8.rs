@@ -1,13 +1,11 @@
 //! `cloud-pg-auth-bb8` seen through the [`Adapter`](crate::Adapter) trait.
 
-use std::sync::Arc;
-
-use super::select_current_user;
+use super::{build_pooled, select_current_user};
 use crate::{Adapter, EngineOptions};
 use async_trait::async_trait;
-use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
+use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings};
 use cloud_pg_auth_bb8::{
-    MigrationEngine, Migrations, PooledEngine, PooledEngineBuilder, migrations,
+    MigrationEngine, MigrationReport, Migrations, Pool, PooledEngine, migrations,
 };
 
 /// The `cloud-pg-auth-bb8` adapter.
@@ -21,13 +19,6 @@ pub struct Migration {
     migrations: Migrations,
 }
 
-fn with_options(builder: PooledEngineBuilder, options: EngineOptions) -> PooledEngineBuilder {
-    builder
-        .max_size(options.max_size)
-        .auth_options(options.auth)
-        .connection_timeout(options.connection_timeout)
-}
-
 /// A held connection and its `SELECT 1`, prepared on first use (bb8's client has no
 /// statement cache).
 #[derive(Debug)]
@@ -39,25 +30,14 @@ pub struct Held {
 #[async_trait]
 impl Adapter for Bb8 {
     const NAME: &'static str = "bb8";
+    const POOL_HIDES_LOGIN_ERRORS: bool = true;
     type Pooled = PooledEngine;
+    type Pool = Pool;
     type Migration = Migration;
     type Held = Held;
 
     async fn pooled(settings: Settings, options: EngineOptions) -> Result<PooledEngine, BoxError> {
-        Ok(with_options(PooledEngine::builder(settings), options)
-            .build()
-            .await?)
-    }
-
-    async fn pooled_with_source(
-        settings: Settings,
-        source: Arc<dyn TokenSource>,
-        options: EngineOptions,
-    ) -> Result<PooledEngine, BoxError> {
-        Ok(with_options(PooledEngine::builder(settings), options)
-            .token_source(source)
-            .build()
-            .await?)
+        Ok(build_pooled!(PooledEngine, settings, options)?)
     }
 
     async fn current_user(engine: &PooledEngine) -> Result<String, BoxError> {
@@ -91,6 +71,15 @@ impl Adapter for Bb8 {
         Ok(())
     }
 
+    fn pool(engine: &PooledEngine) -> Pool {
+        engine.pool().clone()
+    }
+
+    async fn current_user_through_pool(pool: &Pool) -> Result<String, BoxError> {
+        let client = pool.get().await?;
+        select_current_user(&client).await
+    }
+
     fn status(engine: &PooledEngine) -> EngineStatus {
         engine.status()
     }
@@ -107,6 +96,10 @@ impl Adapter for Bb8 {
         engine.dispose().await;
     }
 
+    fn is_disposed(engine: &PooledEngine) -> bool {
+        engine.is_disposed()
+    }
+
     async fn migration(settings: Settings) -> Result<Migration, BoxError> {
         Ok(Migration {
             engine: MigrationEngine::from_settings(settings).await?,
@@ -114,13 +107,11 @@ impl Adapter for Bb8 {
         })
     }
 
-    async fn migrate(migration: &Migration) -> Result<usize, BoxError> {
+    async fn migrate(migration: &Migration) -> Result<MigrationReport, BoxError> {
         Ok(migration
             .engine
             .run_migrations(&migration.migrations)
-            .await?
-            .applied
-            .len())
+            .await?)
     }
 
     fn migration_status(migration: &Migration) -> EngineStatus {

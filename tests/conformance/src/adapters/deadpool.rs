@@ -1,14 +1,12 @@
 //! `cloud-pg-auth-deadpool` seen through the [`Adapter`](crate::Adapter) trait.
 
-use std::sync::Arc;
-
-use super::select_current_user;
+use super::{build_pooled, select_current_user};
 use crate::{Adapter, EngineOptions};
 use async_trait::async_trait;
-use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
+use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings};
 use cloud_pg_auth_deadpool::deadpool::managed::Object;
 use cloud_pg_auth_deadpool::{
-    MigrationEngine, Migrations, PooledEngine, PooledEngineBuilder, migrations,
+    MigrationEngine, MigrationReport, Migrations, Pool, PooledEngine, migrations,
 };
 
 /// The `cloud-pg-auth-deadpool` adapter.
@@ -22,35 +20,16 @@ pub struct Migration {
     migrations: Migrations,
 }
 
-fn with_options(builder: PooledEngineBuilder, options: EngineOptions) -> PooledEngineBuilder {
-    builder
-        .max_size(options.max_size)
-        .auth_options(options.auth)
-        .connection_timeout(options.connection_timeout)
-}
-
 #[async_trait]
 impl Adapter for Deadpool {
     const NAME: &'static str = "deadpool";
     type Pooled = PooledEngine;
+    type Pool = Pool;
     type Migration = Migration;
     type Held = cloud_pg_auth_deadpool::Connection;
 
     async fn pooled(settings: Settings, options: EngineOptions) -> Result<PooledEngine, BoxError> {
-        Ok(with_options(PooledEngine::builder(settings), options)
-            .build()
-            .await?)
-    }
-
-    async fn pooled_with_source(
-        settings: Settings,
-        source: Arc<dyn TokenSource>,
-        options: EngineOptions,
-    ) -> Result<PooledEngine, BoxError> {
-        Ok(with_options(PooledEngine::builder(settings), options)
-            .token_source(source)
-            .build()
-            .await?)
+        Ok(build_pooled!(PooledEngine, settings, options)?)
     }
 
     async fn current_user(engine: &PooledEngine) -> Result<String, BoxError> {
@@ -78,6 +57,15 @@ impl Adapter for Deadpool {
         Ok(())
     }
 
+    fn pool(engine: &PooledEngine) -> Pool {
+        engine.pool().clone()
+    }
+
+    async fn current_user_through_pool(pool: &Pool) -> Result<String, BoxError> {
+        let client = pool.get().await?;
+        select_current_user(&client).await
+    }
+
     fn status(engine: &PooledEngine) -> EngineStatus {
         engine.status()
     }
@@ -94,6 +82,10 @@ impl Adapter for Deadpool {
         engine.dispose().await;
     }
 
+    fn is_disposed(engine: &PooledEngine) -> bool {
+        engine.is_disposed()
+    }
+
     async fn migration(settings: Settings) -> Result<Migration, BoxError> {
         Ok(Migration {
             engine: MigrationEngine::from_settings(settings).await?,
@@ -101,13 +93,11 @@ impl Adapter for Deadpool {
         })
     }
 
-    async fn migrate(migration: &Migration) -> Result<usize, BoxError> {
+    async fn migrate(migration: &Migration) -> Result<MigrationReport, BoxError> {
         Ok(migration
             .engine
             .run_migrations(&migration.migrations)
-            .await?
-            .applied
-            .len())
+            .await?)
     }
 
     fn migration_status(migration: &Migration) -> EngineStatus {

@@ -1,15 +1,14 @@
 //! `cloud-pg-auth-diesel-async` seen through the [`Adapter`](crate::Adapter) trait.
 
-use std::sync::Arc;
-
+use super::build_pooled;
 use crate::{Adapter, EngineOptions};
 use async_trait::async_trait;
-use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
+use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings};
 use cloud_pg_auth_diesel_async::diesel::sql_types::{Integer, Text};
 use cloud_pg_auth_diesel_async::diesel_async::RunQueryDsl;
 use cloud_pg_auth_diesel_async::diesel_migrations::{self, EmbeddedMigrations, embed_migrations};
 use cloud_pg_auth_diesel_async::{
-    Connection, MigrationEngine, PooledEngine, PooledEngineBuilder, diesel,
+    Connection, MigrationEngine, MigrationReport, Pool, PooledEngine, diesel,
 };
 
 pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/diesel-async");
@@ -17,13 +16,6 @@ pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/
 /// The `cloud-pg-auth-diesel-async` adapter.
 #[derive(Debug)]
 pub struct DieselAsync;
-
-fn with_options(builder: PooledEngineBuilder, options: EngineOptions) -> PooledEngineBuilder {
-    builder
-        .max_size(options.max_size)
-        .auth_options(options.auth)
-        .connection_timeout(options.connection_timeout)
-}
 
 async fn select_current_user(connection: &mut Connection) -> Result<String, BoxError> {
     Ok(
@@ -37,24 +29,12 @@ async fn select_current_user(connection: &mut Connection) -> Result<String, BoxE
 impl Adapter for DieselAsync {
     const NAME: &'static str = "diesel-async";
     type Pooled = PooledEngine;
+    type Pool = Pool;
     type Migration = MigrationEngine;
     type Held = Connection;
 
     async fn pooled(settings: Settings, options: EngineOptions) -> Result<PooledEngine, BoxError> {
-        Ok(with_options(PooledEngine::builder(settings), options)
-            .build()
-            .await?)
-    }
-
-    async fn pooled_with_source(
-        settings: Settings,
-        source: Arc<dyn TokenSource>,
-        options: EngineOptions,
-    ) -> Result<PooledEngine, BoxError> {
-        Ok(with_options(PooledEngine::builder(settings), options)
-            .token_source(source)
-            .build()
-            .await?)
+        Ok(build_pooled!(PooledEngine, settings, options)?)
     }
 
     async fn current_user(engine: &PooledEngine) -> Result<String, BoxError> {
@@ -84,6 +64,15 @@ impl Adapter for DieselAsync {
         Ok(())
     }
 
+    fn pool(engine: &PooledEngine) -> Pool {
+        engine.pool().clone()
+    }
+
+    async fn current_user_through_pool(pool: &Pool) -> Result<String, BoxError> {
+        let mut connection = pool.get().await?;
+        select_current_user(&mut connection).await
+    }
+
     fn status(engine: &PooledEngine) -> EngineStatus {
         engine.status()
     }
@@ -100,12 +89,16 @@ impl Adapter for DieselAsync {
         engine.dispose().await;
     }
 
+    fn is_disposed(engine: &PooledEngine) -> bool {
+        engine.is_disposed()
+    }
+
     async fn migration(settings: Settings) -> Result<MigrationEngine, BoxError> {
         Ok(MigrationEngine::from_settings(settings).await?)
     }
 
-    async fn migrate(engine: &MigrationEngine) -> Result<usize, BoxError> {
-        Ok(engine.run_migrations(MIGRATIONS).await?.len())
+    async fn migrate(engine: &MigrationEngine) -> Result<MigrationReport, BoxError> {
+        Ok(engine.run_migrations(MIGRATIONS).await?)
     }
 
     fn migration_status(engine: &MigrationEngine) -> EngineStatus {

@@ -1,5 +1,5 @@
-//! The adapters (sqlx twice: 0.9 and 0.8) behind the [`Adapter`](crate::Adapter) trait, for the tests, the demo
-//! and the bench.
+//! The adapters (sqlx twice: 0.9 and 0.8) behind the [`Adapter`](crate::Adapter) trait, for
+//! the tests, the demo and the bench.
 
 mod bb8;
 mod deadpool;
@@ -11,6 +11,25 @@ pub use deadpool::Deadpool;
 pub use diesel_async::DieselAsync;
 pub use sqlx::v0_8::Sqlx08;
 pub use sqlx::v0_9::Sqlx;
+
+/// A pooled engine builder with the scenario's [`EngineOptions`](crate::EngineOptions)
+/// applied through the builder methods every adapter shares, then built.
+macro_rules! build_pooled {
+    ($engine:ty, $settings:expr, $options:expr) => {{
+        let options: $crate::EngineOptions = $options;
+        let mut builder = <$engine>::builder($settings)
+            .max_size(options.max_size)
+            .max_lifetime(options.max_lifetime)
+            .connection_timeout(options.connection_timeout)
+            .dispose_timeout(options.dispose_timeout)
+            .auth_options(options.auth);
+        if let Some(source) = options.token_source {
+            builder = builder.token_source(source);
+        }
+        builder.build().await
+    }};
+}
+pub(crate) use build_pooled;
 
 /// `SELECT current_user` over a tokio-postgres client (the deadpool and bb8 adapters).
 async fn select_current_user(

@@ -8,14 +8,13 @@ macro_rules! sqlx_adapter {
         $(#[$doc])*
         pub mod $module {
             use std::path::Path;
-            use std::sync::Arc;
-
+                        use crate::adapters::build_pooled;
             use crate::{Adapter, EngineOptions};
             use async_trait::async_trait;
-            use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
+            use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings};
             use $($version)::+::sqlx::migrate::Migrator;
             use $($version)::+::{
-                Connection, MigrationEngine, PooledEngine, PooledEngineBuilder, sqlx,
+                Connection, MigrationEngine, MigrationReport, Pool, PooledEngine, sqlx,
             };
 
             $(#[$doc])*
@@ -29,15 +28,6 @@ macro_rules! sqlx_adapter {
                 migrator: Migrator,
             }
 
-            fn with_options(
-                builder: PooledEngineBuilder,
-                options: EngineOptions,
-            ) -> PooledEngineBuilder {
-                builder
-                    .max_size(options.max_size)
-                    .auth_options(options.auth)
-                    .connection_timeout(options.connection_timeout)
-            }
 
             async fn select_current_user(connection: &mut Connection) -> Result<String, BoxError> {
                 Ok(sqlx::query_scalar("SELECT current_user::text")
@@ -49,6 +39,7 @@ macro_rules! sqlx_adapter {
             impl Adapter for $adapter {
                 const NAME: &'static str = $name;
                 type Pooled = PooledEngine;
+                type Pool = Pool;
                 type Migration = Migration;
                 type Held = Connection;
 
@@ -56,20 +47,7 @@ macro_rules! sqlx_adapter {
                     settings: Settings,
                     options: EngineOptions,
                 ) -> Result<PooledEngine, BoxError> {
-                    Ok(with_options(PooledEngine::builder(settings), options)
-                        .build()
-                        .await?)
-                }
-
-                async fn pooled_with_source(
-                    settings: Settings,
-                    source: Arc<dyn TokenSource>,
-                    options: EngineOptions,
-                ) -> Result<PooledEngine, BoxError> {
-                    Ok(with_options(PooledEngine::builder(settings), options)
-                        .token_source(source)
-                        .build()
-                        .await?)
+                    Ok(build_pooled!(PooledEngine, settings, options)?)
                 }
 
                 async fn current_user(engine: &PooledEngine) -> Result<String, BoxError> {
@@ -101,6 +79,17 @@ macro_rules! sqlx_adapter {
                     Ok(())
                 }
 
+                fn pool(engine: &PooledEngine) -> Pool {
+                    engine.pool().clone()
+                }
+
+                async fn current_user_through_pool(pool: &Pool) -> Result<String, BoxError> {
+                    let mut connection = pool.acquire().await?;
+                    Ok(sqlx::query_scalar("SELECT current_user::text")
+                        .fetch_one(&mut *connection)
+                        .await?)
+                }
+
                 fn status(engine: &PooledEngine) -> EngineStatus {
                     engine.status()
                 }
@@ -117,6 +106,10 @@ macro_rules! sqlx_adapter {
                     engine.dispose().await;
                 }
 
+                fn is_disposed(engine: &PooledEngine) -> bool {
+                    engine.is_disposed()
+                }
+
                 async fn migration(settings: Settings) -> Result<Migration, BoxError> {
                     let engine = MigrationEngine::from_settings(settings).await?;
                     // The same migration files for both versions (same format, same table).
@@ -128,12 +121,11 @@ macro_rules! sqlx_adapter {
                     Ok(Migration { engine, migrator })
                 }
 
-                async fn migrate(migration: &Migration) -> Result<usize, BoxError> {
+                async fn migrate(migration: &Migration) -> Result<MigrationReport, BoxError> {
                     Ok(migration
                         .engine
                         .run_migrations(&migration.migrator)
-                        .await?
-                        .len())
+                        .await?)
                 }
 
                 fn migration_status(migration: &Migration) -> EngineStatus {

@@ -1,0 +1,333 @@
+//! The driver-neutral login layer: where a login goes, as whom, over which TLS decision, and
+//! what a refused or failed login means. [`PgConnector`](crate::PgConnector) and the sqlx
+//! adapter both log in through it, so they answer a refusal, a certificate failure or a
+//! missing user name the same way.
+
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::error::{BoxError, Error};
+use crate::net::Endpoint;
+use crate::settings::Settings;
+use crate::tls::{CertCheck, TlsPolicy};
+use crate::token::AccessToken;
+
+/// The SQLSTATEs with which a server refuses a login's credentials: `invalid_password` and
+/// `invalid_authorization_specification` (the latter also when no `pg_hba.conf` line or role
+/// mapping matches). Such a refusal is worth one retry with a new token.
+pub const REFUSED_LOGIN_SQLSTATES: [&str; 2] = ["28P01", "28000"];
+
+/// Whether `sqlstate` is one of [`REFUSED_LOGIN_SQLSTATES`].
+#[must_use]
+pub fn is_refused_login(sqlstate: Option<&str>) -> bool {
+    sqlstate.is_some_and(|code| REFUSED_LOGIN_SQLSTATES.contains(&code))
+}
+
+/// Counters of one engine's logins, for status output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct LoginStats {
+    /// Physical connections opened.
+    pub connections_opened: u64,
+    /// Logins retried after the server refused a token.
+    pub auth_retries: u64,
+}
+
+/// Which try of a login [`LoginTarget::retry_once`] is making.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The first try, with the token the cache holds.
+    First,
+    /// The one retry, after the server refused the first try's token.
+    Retry,
+}
+
+/// A failed login attempt, as [`LoginTarget::retry_once`] needs to see it.
+#[derive(Debug)]
+pub enum AttemptError<E> {
+    /// The attempt never reached the server's verdict (no token, disposed credential, ...).
+    Before(Error),
+    /// The driver's error, with the SQLSTATE the server sent, if any.
+    Server {
+        /// The driver's error.
+        error: E,
+        /// The SQLSTATE, which decides whether the login is retried.
+        sqlstate: Option<String>,
+    },
+}
+
+impl<E> From<Error> for AttemptError<E> {
+    fn from(error: Error) -> Self {
+        Self::Before(error)
+    }
+}
+
+/// Where one engine's logins go and as whom: the endpoint, the TLS decision of the settings
+/// ([`TlsPolicy`]), the user (from the settings or the token) and the login counters.
+pub struct LoginTarget {
+    endpoint: Endpoint,
+    policy: TlsPolicy,
+    user: Option<String>,
+    /// Resolve and check the dialled addresses before each login (a token without a
+    /// verified certificate may go only to a loopback address).
+    check_dialled: bool,
+    opened: AtomicU64,
+    auth_retries: AtomicU64,
+    warned_guid_user: AtomicBool,
+}
+
+impl LoginTarget {
+    /// The target of `settings`, validated, with its TLS decision.
+    pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
+        settings.validate()?;
+        let policy = TlsPolicy::from_settings(settings)?;
+        let endpoint = Endpoint::from_settings(settings)?;
+        let check_dialled = settings.resolved_method()?.is_token()
+            && policy.check() == CertCheck::None
+            && endpoint.unix_socket_dir().is_none();
+        Ok(Self {
+            endpoint,
+            policy,
+            user: settings.user.clone(),
+            check_dialled,
+            opened: AtomicU64::new(0),
+            auth_retries: AtomicU64::new(0),
+            warned_guid_user: AtomicBool::new(false),
+        })
+    }
+
+    /// The server's host, port, `hostaddr` or socket directory.
+    #[must_use]
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The TLS decision.
+    #[must_use]
+    pub fn tls(&self) -> &TlsPolicy {
+        &self.policy
+    }
+
+    /// `host:port as user`, for messages and logs (never a password).
+    #[must_use]
+    pub fn label(&self) -> String {
+        format!(
+            "{} as {}",
+            self.endpoint.label(),
+            self.user.as_deref().unwrap_or("<user from token>")
+        )
+    }
+
+    /// The login name for `token`: `PGUSER` (warning once when it looks like an Azure object
+    /// id where a display name belongs), else the name the token carries.
+    pub fn user_for(&self, token: &AccessToken) -> Result<String, Error> {
+        let details = token.details();
+        if let Some(user) = &self.user {
+            if let Some(warning) = crate::azure::guid_username_warning(user, details)
+                && !self.warned_guid_user.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!("{warning}");
+            }
+            return Ok(user.clone());
+        }
+        // Only Azure gets here without PGUSER: validation requires it for the other methods.
+        details
+            .username
+            .clone()
+            .ok_or_else(|| Error::Config(crate::azure::username_required_error(details)))
+    }
+
+    /// The address to dial instead of resolving the host again, when the dialled address
+    /// must be the one checked (a token without a verified certificate goes only to a
+    /// loopback address): `None` when the driver may resolve the host itself.
+    pub async fn checked_address(&self) -> Result<Option<IpAddr>, Error> {
+        if !self.check_dialled {
+            return Ok(None);
+        }
+        let addr = self.endpoint.resolve().await?[0];
+        Ok(Some(self.endpoint.hostaddr().unwrap_or(addr.ip())))
+    }
+
+    /// Counts a physical connection opened.
+    pub fn count_opened(&self) {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The login counters.
+    #[must_use]
+    pub fn stats(&self) -> LoginStats {
+        LoginStats {
+            connections_opened: self.opened.load(Ordering::Relaxed),
+            auth_retries: self.auth_retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `attempt` and, when the server refused its credentials (a SQLSTATE of
+    /// [`REFUSED_LOGIN_SQLSTATES`]), once more with [`Attempt::Retry`], on which the
+    /// attempt drops the refused token and takes a new one. Any other failure, or a second
+    /// refusal, comes back as [`Error::Connect`] with an explanation
+    /// ([`LoginTarget::login_error`]).
+    pub async fn retry_once<T, E, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<E>>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut which = Attempt::First;
+        loop {
+            match attempt(which).await {
+                Ok(value) => return Ok(value),
+                Err(AttemptError::Before(error)) => return Err(error),
+                Err(AttemptError::Server { error, sqlstate }) => {
+                    let refused = is_refused_login(sqlstate.as_deref());
+                    if refused && which == Attempt::First {
+                        which = Attempt::Retry;
+                        self.auth_retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(target_db = %self.label(), "login refused; retrying once with a new token");
+                        continue;
+                    }
+                    return Err(self.login_error(error, sqlstate, refused));
+                }
+            }
+        }
+    }
+
+    /// A failed login as every adapter reports it: a second refusal says what to check, a
+    /// certificate failure says what to do (from the typed rustls error in the chain), else
+    /// the driver's error chain. The driver's error stays the source.
+    pub fn login_error<E>(&self, error: E, sqlstate: Option<String>, refused_twice: bool) -> Error
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let text = crate::error::chain_text(&error);
+        let message = if refused_twice {
+            let user = self.user.as_deref().unwrap_or("<user from token>");
+            format!(
+                "the server refused the credentials twice, also with the newest token available ({text}); check that the role {user:?} exists and is mapped to this identity (Azure: pgaadauth_create_principal; AWS: GRANT rds_iam), and see docs/troubleshooting.md"
+            )
+        } else if let Some(hint) = crate::tls::certificate_hint(&error) {
+            hint
+        } else {
+            text
+        };
+        Error::Connect {
+            target: self.label(),
+            message,
+            sqlstate,
+            source: Box::new(error) as BoxError,
+        }
+    }
+}
+
+impl fmt::Debug for LoginTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginTarget")
+            .field("target", &self.label())
+            .field("tls", &self.policy.mode())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::testing::offline_password_settings;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("server said {0}")]
+    struct DriverError(&'static str);
+
+    fn server(code: &'static str) -> AttemptError<DriverError> {
+        AttemptError::Server {
+            error: DriverError(code),
+            sqlstate: Some(code.to_string()),
+        }
+    }
+
+    #[test]
+    fn only_the_two_refusal_codes_count_as_refused() {
+        for (code, refused) in [
+            (Some("28P01"), true),
+            (Some("28000"), true),
+            (Some("42501"), false),
+            (Some("57P03"), false),
+            (None, false),
+        ] {
+            assert_eq!(is_refused_login(code), refused, "{code:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_retried_once_and_other_failures_never() {
+        let target = LoginTarget::from_settings(&offline_password_settings("pw")).unwrap();
+        let cases: [(&[&'static str], usize, Option<&str>); 4] = [
+            // Refused, then accepted: one retry.
+            (&["28P01", "ok"], 2, None),
+            // Refused twice: the explanation names the role.
+            (
+                &["28000", "28P01"],
+                2,
+                Some("refused the credentials twice"),
+            ),
+            // Not a refusal: no retry, the driver's text.
+            (&["57P03"], 1, Some("server said 57P03")),
+            (&["ok"], 1, None),
+        ];
+        for (answers, calls_expected, message) in cases {
+            let calls = AtomicUsize::new(0);
+            let result = target
+                .retry_once(|which| {
+                    let n = calls.fetch_add(1, Ordering::SeqCst);
+                    assert_eq!(which == Attempt::Retry, n == 1);
+                    let answer = answers[n];
+                    async move {
+                        if answer == "ok" {
+                            Ok(n)
+                        } else {
+                            Err(server(answer))
+                        }
+                    }
+                })
+                .await;
+            assert_eq!(calls.load(Ordering::SeqCst), calls_expected, "{answers:?}");
+            match (result, message) {
+                (Ok(_), None) => {}
+                (
+                    Err(Error::Connect {
+                        message: text,
+                        source,
+                        ..
+                    }),
+                    Some(expected),
+                ) => {
+                    assert!(text.contains(expected), "{text}");
+                    assert!(source.downcast_ref::<DriverError>().is_some());
+                }
+                (other, expected) => panic!("{answers:?}: {other:?}, wanted {expected:?}"),
+            }
+        }
+        assert_eq!(target.stats().auth_retries, 2);
+        // A failure before the server answers is returned as it is, without a retry.
+        let result: Result<(), Error> = target
+            .retry_once(|_| async { Err(AttemptError::<DriverError>::Before(Error::Disposed)) })
+            .await;
+        assert!(matches!(result, Err(Error::Disposed)));
+    }
+
+    #[test]
+    fn the_refused_error_keeps_its_sqlstate_and_target() {
+        let target = LoginTarget::from_settings(&offline_password_settings("pw")).unwrap();
+        let error = target.login_error(DriverError("x"), Some("28P01".into()), true);
+        assert!(error.is_auth_failure());
+        assert_eq!(error.sqlstate(), Some("28P01"));
+        assert!(error.to_string().contains("127.0.0.1:1 as app"), "{error}");
+        assert!(!format!("{target:?}").contains("pw"));
+    }
+}
