@@ -162,7 +162,7 @@ impl PooledEngineBuilder {
     /// `min_idle` is configured, then bb8 opens those in the background).
     pub async fn build(self) -> Result<PooledEngine, Error> {
         self.config.check()?;
-        let connector = self.config.credential().build_connector(true).await?;
+        let connector = self.config.credential().build_connector().await?;
         let lifecycle = Lifecycle::new(connector.auth().clone(), self.config.dispose_timeout());
         let drain = Drain::default();
         let manager = Manager::new(

@@ -50,7 +50,7 @@ impl ErrorSink<Error> for Sink {
             // Routine: the manager retired an old connection, or the engine is gone.
             Error::Expired | Error::Disposed => {}
             error => {
-                tracing::warn!(error = %cloud_pg_auth::chain_text(&error), "could not open or check a pooled connection");
+                tracing::warn!(error = %cloud_pg_auth::engine::chain_text(&error), "could not open or check a pooled connection");
                 self.0.set(error);
             }
         }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use cloud_pg_auth::clock::SystemClock;
 use cloud_pg_auth::login::REFUSED_LOGIN_SQLSTATES;
 // Nothing listens at the offline settings' port: no test here reaches a server.
+use cloud_pg_auth::engine::chain_text;
 use cloud_pg_auth::testing::{FakeSource, offline_password_settings, offline_settings};
-use cloud_pg_auth::{AuthOptions, TokenErrorKind, chain_text};
+use cloud_pg_auth::{AuthOptions, TokenErrorKind};
 
 use crate::{Error, PooledEngine};
 

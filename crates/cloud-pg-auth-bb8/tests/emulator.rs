@@ -133,7 +133,7 @@ async fn bb8_pool_end_to_end() {
         "{error:?}"
     );
     assert!(error.is_auth_failure(), "{error:?}");
-    let text = cloud_pg_auth::chain_text(&error);
+    let text = cloud_pg_auth::engine::chain_text(&error);
     assert!(text.contains("refused the credentials"), "{text}");
     assert!(!text.contains("not-the-password"), "{text}");
     assert!(wrong.status().auth_retries >= 1);

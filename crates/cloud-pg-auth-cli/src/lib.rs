@@ -10,7 +10,6 @@
 //! `PGPASSWORD` with a warning; everything else (progress, errors, the doctor's report)
 //! shows claims and names, never the token.
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![warn(missing_docs, unreachable_pub)]
 
 mod args;
 mod doctor;
@@ -30,7 +29,9 @@ use std::io::Write;
 use std::process::Command as Process;
 use std::time::{Duration, SystemTime};
 
-use cloud_pg_auth::{Env, Error, Secret, Settings, chain_text, rfc3339};
+use cloud_pg_auth::clock::rfc3339;
+use cloud_pg_auth::engine::chain_text;
+use cloud_pg_auth::{Env, Error, Secret, Settings};
 use serde_json::json;
 
 use crate::args::{Command, Invocation, ProxyArgs, Topic};
@@ -39,7 +40,7 @@ use crate::session::Session;
 /// What the process should do once a command has run.
 #[derive(Debug)]
 #[must_use]
-pub enum Outcome {
+pub enum ExitAction {
     /// Exit with this status.
     Exit(u8),
     /// Replace the process with this one (`pgauth psql`); its status becomes ours.
@@ -63,7 +64,12 @@ pub fn serves(args: &[String]) -> bool {
 
 /// Runs the command line `args` (without the program name) with the settings in `env`,
 /// writing results to `out` and progress, warnings and errors to `err`.
-pub async fn run(args: &[String], env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
+pub async fn run(
+    args: &[String],
+    env: &Env,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> ExitAction {
     let invocation = match args::parse(args) {
         Ok(i) => i,
         Err(e) => {
@@ -81,7 +87,7 @@ pub async fn run(args: &[String], env: &Env, out: &mut dyn Write, err: &mut dyn 
                     Topic::Proxy => "proxy ",
                 }
             );
-            return Outcome::Exit(USAGE);
+            return ExitAction::Exit(USAGE);
         }
     };
     let Invocation { command, quiet } = invocation;
@@ -93,25 +99,25 @@ pub async fn run(args: &[String], env: &Env, out: &mut dyn Write, err: &mut dyn 
     match command {
         Command::Help(topic) => {
             let _ = out.write_all(args::help(topic).as_bytes());
-            Outcome::Exit(0)
+            ExitAction::Exit(0)
         }
         Command::Version => {
             let _ = writeln!(out, "pgauth {}", env!("CARGO_PKG_VERSION"));
-            Outcome::Exit(0)
+            ExitAction::Exit(0)
         }
         Command::CreateRole(request) => match sql::create_role(&request) {
             Ok(text) => {
                 let _ = out.write_all(text.as_bytes());
-                Outcome::Exit(0)
+                ExitAction::Exit(0)
             }
             Err(message) => {
                 let _ = writeln!(err, "pgauth: {message}");
-                Outcome::Exit(USAGE)
+                ExitAction::Exit(USAGE)
             }
         },
         Command::Doctor { json } => {
             let report = doctor::run(env, out, json).await;
-            Outcome::Exit(if report.ok { 0 } else { FAILURE })
+            ExitAction::Exit(if report.ok { 0 } else { FAILURE })
         }
         Command::Token { json } => {
             let session = match open(env, &mut progress).await {
@@ -121,7 +127,7 @@ pub async fn run(args: &[String], env: &Env, out: &mut dyn Write, err: &mut dyn 
             let result = token(&session, json, out);
             session.auth.dispose().await;
             match result {
-                Ok(()) => Outcome::Exit(0),
+                Ok(()) => ExitAction::Exit(0),
                 Err(e) => fail(err, &e),
             }
         }
@@ -152,7 +158,7 @@ pub async fn run(args: &[String], env: &Env, out: &mut dyn Write, err: &mut dyn 
                     for (name, value) in vars {
                         let _ = writeln!(out, "export {name}={}", shell_quote(&value));
                     }
-                    Outcome::Exit(0)
+                    ExitAction::Exit(0)
                 }
                 Err(e) => fail(err, &e),
             }
@@ -166,7 +172,7 @@ pub async fn run(args: &[String], env: &Env, out: &mut dyn Write, err: &mut dyn 
             let command = psql_command(&session, &args);
             session.auth.dispose().await;
             match command {
-                Ok(command) => Outcome::Exec(command),
+                Ok(command) => ExitAction::Exec(command),
                 Err(e) => fail(err, &e),
             }
         }
@@ -192,8 +198,8 @@ async fn open(env: &Env, progress: &mut dyn FnMut(&str)) -> Result<Session, Erro
     progress(&redact::url_passwords(&format!(
         "token from {} for {user} at {}:{}{expires}",
         session.auth.source_info().label(),
-        session.settings.host.as_deref().unwrap_or_default(),
-        session.settings.port,
+        session.settings.get_host().unwrap_or_default(),
+        session.settings.get_port(),
     )));
     if status.method == "password" {
         progress("PGAUTH_METHOD resolves to password: the \"token\" is PGPASSWORD itself");
@@ -209,11 +215,11 @@ fn token(session: &Session, json: bool, out: &mut dyn Write) -> Result<(), Error
     }
     let status = session.auth.status();
     let details = session.token.details();
-    let (username, source) = match &session.settings.user {
-        Some(user) => (Some(user.clone()), Some("settings")),
+    let (username, source) = match session.settings.get_user() {
+        Some(user) => (Some(user), Some("settings")),
         None => (
-            details.username.clone(),
-            details.username_source.map(|s| s.as_str()),
+            details.get_username(),
+            details.get_username_source().map(|s| s.as_str()),
         ),
     };
     let value = json!({
@@ -259,7 +265,7 @@ async fn proxy_command(
     out: &mut dyn Write,
     err: &mut dyn Write,
     quiet: bool,
-) -> Outcome {
+) -> ExitAction {
     let settings = match Settings::from_env_vars(env) {
         Ok(s) => s,
         Err(e) => return fail(err, &Error::Config(e)),
@@ -293,7 +299,7 @@ async fn proxy_command(
                 proxy::PASSWORD_VAR
             );
         }
-        return Outcome::Exit(0);
+        return ExitAction::Exit(0);
     }
     let options = ProxyOptions {
         listen: listen.clone(),
@@ -327,20 +333,20 @@ async fn proxy_command(
         let _ = err.flush();
     }
     proxy.run_until(shutdown_signal()).await;
-    Outcome::Exit(0)
+    ExitAction::Exit(0)
 }
 
-fn proxy_fail(err: &mut dyn Write, error: &ProxyError) -> Outcome {
+fn proxy_fail(err: &mut dyn Write, error: &ProxyError) -> ExitAction {
     match error {
         ProxyError::Core(e) => fail(err, e),
         ProxyError::Options(_) => {
             let _ = writeln!(err, "pgauth: {error}");
             let _ = writeln!(err, "  see: pgauth proxy --help");
-            Outcome::Exit(USAGE)
+            ExitAction::Exit(USAGE)
         }
         other => {
             let _ = writeln!(err, "pgauth: error: {}", chain_text(other));
-            Outcome::Exit(FAILURE)
+            ExitAction::Exit(FAILURE)
         }
     }
 }
@@ -366,7 +372,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn fail(err: &mut dyn Write, error: &Error) -> Outcome {
+fn fail(err: &mut dyn Write, error: &Error) -> ExitAction {
     let _ = writeln!(
         err,
         "pgauth: error: {}",
@@ -381,7 +387,7 @@ fn fail(err: &mut dyn Write, error: &Error) -> Outcome {
     } else {
         let _ = writeln!(err, "  run pgauth doctor to find which step fails");
     }
-    Outcome::Exit(FAILURE)
+    ExitAction::Exit(FAILURE)
 }
 
 /// Quotes `value` for a POSIX shell: single quotes, with `'` written as `'\''`.

@@ -2,12 +2,11 @@
 //! (`cloud_pg_auth_cli::run`) so tests can run them in-process.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
-#![warn(missing_docs, unreachable_pub)]
 
 use std::process::ExitCode;
 
 use cloud_pg_auth::Env;
-use cloud_pg_auth_cli::{FAILURE, Outcome, USAGE, run, serves};
+use cloud_pg_auth_cli::{ExitAction, FAILURE, USAGE, run, serves};
 
 fn main() -> ExitCode {
     let mut args = Vec::new();
@@ -65,8 +64,8 @@ fn main() -> ExitCode {
     };
     drop(runtime);
     match outcome {
-        Outcome::Exit(code) => ExitCode::from(code),
-        Outcome::Exec(command) => exec(command),
+        ExitAction::Exit(code) => ExitCode::from(code),
+        ExitAction::Exec(command) => exec(command),
     }
 }
 

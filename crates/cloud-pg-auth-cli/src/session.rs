@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cloud_pg_auth::azure::JwtClaims;
+use cloud_pg_auth::clock::rfc3339;
 use cloud_pg_auth::{
     AccessToken, Auth, AuthMethod, AuthOptions, Env, Error, RootCerts, Settings, SslMode,
-    TokenSource, rfc3339,
+    TokenSource,
 };
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
@@ -74,14 +75,18 @@ impl Session {
 
 /// `PGUSER`, else the name the token implies, else an error saying to set `PGUSER`.
 pub(crate) fn login_user(settings: &Settings, token: &AccessToken) -> Result<String, Error> {
-    if let Some(user) = &settings.user {
-        return Ok(user.clone());
+    if let Some(user) = settings.get_user() {
+        return Ok(user.to_string());
     }
-    token.details().username.clone().ok_or_else(|| {
-        Error::Config(cloud_pg_auth::azure::username_required_error(
-            token.details(),
-        ))
-    })
+    token
+        .details()
+        .get_username()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::Config(cloud_pg_auth::azure::username_required_error(
+                token.details(),
+            ))
+        })
 }
 
 /// Every environment variable libpq reads (libpq 15 to 18). A child given a token gets only
@@ -160,14 +165,14 @@ pub(crate) fn libpq_ssl_mode(settings: &Settings, method: AuthMethod) -> SslMode
     // trusted certificate would receive the token. Only a CA file the user named will do.
     if method.is_token()
         && mode == SslMode::VerifyCa
-        && !matches!(settings.root_certs, RootCerts::File(_))
+        && !matches!(settings.get_root_certs(), RootCerts::File(_))
     {
         return SslMode::VerifyFull;
     }
     if !method.is_token() || mode.verifies() {
         return mode;
     }
-    if settings.insecure_loopback && settings.host_is_loopback() {
+    if settings.get_insecure_loopback() && settings.host_is_loopback() {
         return mode;
     }
     SslMode::VerifyFull
@@ -179,12 +184,12 @@ pub(crate) fn libpq_ssl_mode(settings: &Settings, method: AuthMethod) -> SslMode
 #[must_use]
 pub(crate) fn libpq_root_cert(settings: &Settings, mode: SslMode) -> Option<String> {
     if !mode.verifies() {
-        return match &settings.root_certs {
+        return match settings.get_root_certs() {
             RootCerts::File(path) => Some(path.display().to_string()),
             _ => None,
         };
     }
-    Some(match &settings.root_certs {
+    Some(match settings.get_root_certs() {
         RootCerts::File(path) => path.display().to_string(),
         _ => "system".to_string(),
     })
@@ -199,28 +204,31 @@ pub(crate) fn libpq_vars(
 ) -> Result<Vec<(&'static str, String)>, Error> {
     let user = login_user(settings, token)?;
     let mode = libpq_ssl_mode(settings, method);
-    let mut vars = vec![("PGHOST", settings.host.clone().unwrap_or_default())];
-    if let Some(addr) = settings.hostaddr {
+    let mut vars = vec![(
+        "PGHOST",
+        settings.get_host().unwrap_or_default().to_string(),
+    )];
+    if let Some(addr) = settings.get_hostaddr() {
         // Dial this address; libpq still verifies the certificate against PGHOST.
         vars.push(("PGHOSTADDR", addr.to_string()));
     }
     vars.extend([
-        ("PGPORT", settings.port.to_string()),
+        ("PGPORT", settings.get_port().to_string()),
         ("PGUSER", user.clone()),
         (
             "PGDATABASE",
             // libpq's default is the user name; say it, so a copied line means the same.
-            settings.dbname.clone().unwrap_or(user),
+            settings.get_dbname().map_or(user, str::to_string),
         ),
         ("PGSSLMODE", mode.as_str().to_string()),
     ]);
     if let Some(root) = libpq_root_cert(settings, mode) {
         vars.push(("PGSSLROOTCERT", root));
     }
-    if let Some(app) = &settings.application_name {
-        vars.push(("PGAPPNAME", app.clone()));
+    if let Some(app) = settings.get_application_name() {
+        vars.push(("PGAPPNAME", app.to_string()));
     }
-    if let Some(timeout) = settings.connect_timeout {
+    if let Some(timeout) = settings.get_connect_timeout() {
         vars.push(("PGCONNECT_TIMEOUT", timeout.as_secs().to_string()));
     }
     vars.push(("PGPASSWORD", token.secret().expose().to_string()));
@@ -460,13 +468,11 @@ mod tests {
 
     /// The sslmode a libpq tool gets for `mode` with `roots`, for a token.
     fn check_mode(mode: SslMode, roots: RootCerts, expected: SslMode) {
-        let settings = Settings {
-            host: Some("db.example.internal".into()),
-            method: AuthMethod::Azure,
-            ssl_mode: Some(mode),
-            root_certs: roots.clone(),
-            ..Settings::default()
-        };
+        let settings = Settings::default()
+            .host("db.example.internal")
+            .method(AuthMethod::Azure)
+            .ssl_mode(mode)
+            .root_certs(roots.clone());
         assert_eq!(
             libpq_ssl_mode(&settings, AuthMethod::Azure),
             expected,

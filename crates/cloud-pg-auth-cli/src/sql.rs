@@ -100,15 +100,6 @@ fn check_name(flag: &str, what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
 /// A `$tag$` that does not occur in `body`, for a dollar-quoted block.
 fn dollar_tag(body: &str) -> String {
     let mut tag = "$pgauth$".to_string();
@@ -129,7 +120,7 @@ pub(crate) fn create_role(request: &CreateRole) -> Result<String, String> {
             .map_err(|e| format!("--name: {}", e.message()))?;
     }
     if let Some(oid) = &request.object_id
-        && !is_guid(oid)
+        && !cloud_pg_auth::azure::is_guid(oid)
     {
         return Err(format!(
             "--object-id: {oid:?} is not an object id; give the identity's object (principal) id, a GUID such as 6f1b5c1e-1234-4f00-8c4e-0a1b2c3d4e5f"

@@ -134,7 +134,7 @@ async fn handshake(target: Target<'_>, config: Arc<ClientConfig>) -> Result<TlsR
     }
     let name = cloud_pg_auth::tls::server_name(host).map_err(|e| ProbeError::Handshake {
         error: None,
-        text: cloud_pg_auth::chain_text(&e),
+        text: cloud_pg_auth::engine::chain_text(&e),
         certificate: None,
     })?;
     let stream = TlsConnector::from(config)

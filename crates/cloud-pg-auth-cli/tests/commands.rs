@@ -2,7 +2,7 @@
 
 mod common;
 
-use cloud_pg_auth_cli::Outcome;
+use cloud_pg_auth_cli::ExitAction;
 use cloud_pg_auth_testkit::postgres::{PostgresServer, ServerOptions, TcpTls};
 use cloud_pg_auth_testkit::tls::TestCa;
 use cloud_pg_auth_testkit::{Cloud, Emulator, EmulatorOptions, IdentityKind, PATIENCE, poll_until};
@@ -137,7 +137,7 @@ async fn psql_env(
         argv.extend_from_slice(args);
     }
     let ran = pgauth(&argv, &env(emulator, overrides)).await;
-    let Outcome::Exec(command) = ran.outcome else {
+    let ExitAction::Exec(command) = ran.outcome else {
         panic!("{overrides:?}: no psql to run: {}", ran.err);
     };
     assert_eq!(command.get_program(), "psql");
@@ -724,7 +724,7 @@ async fn psql_env_changes(
         &env(emulator, overrides),
     )
     .await;
-    let Outcome::Exec(command) = ran.outcome else {
+    let ExitAction::Exec(command) = ran.outcome else {
         panic!("{overrides:?}: no psql to run: {}", ran.err);
     };
     command

@@ -144,7 +144,7 @@ impl PooledEngineBuilder {
     pub async fn build(self) -> Result<PooledEngine, Error> {
         let config = self.config;
         config.check()?;
-        let connector = config.credential().build_connector(true).await?;
+        let connector = config.credential().build_connector().await?;
         let lifecycle = Lifecycle::new(connector.auth().clone(), config.dispose_timeout());
         let manager = Manager::new(
             connector.clone(),

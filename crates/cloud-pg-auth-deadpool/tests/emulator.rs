@@ -68,7 +68,7 @@ async fn password_method_end_to_end() {
             "{refused}"
         );
         assert!(
-            cloud_pg_auth::chain_text(&refused).contains("nosuchtype"),
+            cloud_pg_auth::engine::chain_text(&refused).contains("nosuchtype"),
             "{refused}"
         );
         // Two runs at once: the advisory lock lets one apply the migration.
@@ -172,7 +172,7 @@ async fn password_method_end_to_end() {
         .unwrap();
     let error = wrong.get().await.unwrap_err();
     assert!(error.is_auth_failure(), "{error:?}");
-    let text = cloud_pg_auth::chain_text(&error);
+    let text = cloud_pg_auth::engine::chain_text(&error);
     assert!(text.contains("refused the credentials"), "{text}");
     assert!(!text.contains("not-the-password"), "{text}");
     assert_eq!(wrong.status().auth_retries, 1);

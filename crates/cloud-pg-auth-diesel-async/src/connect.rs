@@ -3,7 +3,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use cloud_pg_auth::{PgConnector, RawConnection, chain_text};
+use cloud_pg_auth::engine::chain_text;
+use cloud_pg_auth::{PgConnector, RawConnection};
 use diesel::ConnectionError;
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::SetupCallback;

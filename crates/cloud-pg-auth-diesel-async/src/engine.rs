@@ -165,7 +165,7 @@ impl PooledEngineBuilder {
     pub async fn build(self) -> Result<PooledEngine, Error> {
         let config = self.config;
         config.check()?;
-        let connector = config.credential().build_connector(true).await?;
+        let connector = config.credential().build_connector().await?;
         // Made first, so that a failure below drops the credential with it.
         let lifecycle = Lifecycle::new(connector.auth().clone(), config.dispose_timeout());
         let failures = Arc::new(ConnectFailures::default());

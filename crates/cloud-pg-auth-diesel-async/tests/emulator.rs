@@ -97,7 +97,7 @@ async fn a_wrong_password_reaches_the_caller_with_the_servers_refusal() {
         panic!("a wrong password must fail")
     };
     assert!(error.is_auth_failure(), "{error:?}");
-    let text = cloud_pg_auth::chain_text(&error);
+    let text = cloud_pg_auth::engine::chain_text(&error);
     assert!(text.contains("refused the credentials twice"), "{text}");
     assert!(!text.contains("not-the-password"), "{text}");
     assert_eq!(engine.status().auth_retries, 1);

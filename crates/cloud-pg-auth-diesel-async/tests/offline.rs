@@ -5,12 +5,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cloud_pg_auth::clock::ManualClock;
+use cloud_pg_auth::engine::chain_text;
 use cloud_pg_auth::testing::{FakeSource, offline_password_settings};
-use cloud_pg_auth::{AuthOptions, Settings, SslMode, TokenErrorKind, chain_text};
+use cloud_pg_auth::{AuthOptions, Settings, SslMode, TokenErrorKind};
 use cloud_pg_auth_diesel_async::diesel_migrations::EmbeddedMigrations;
 use cloud_pg_auth_diesel_async::{
     DEFAULT_CONNECTION_TIMEOUT, DEFAULT_DISPOSE_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE,
-    Error, MigrationEngine, PooledEngine, PooledEngineBuilder,
+    Error, MigrationEngine, PooledEngine,
 };
 
 const PASSWORD: &str = "hunter2-offline-password";
@@ -73,36 +74,6 @@ async fn defaults() {
         Some(Duration::from_secs(1))
     );
     engine.dispose().await;
-}
-
-#[tokio::test]
-async fn options_no_pool_can_work_with_are_refused_by_the_builder() {
-    type Change = fn(PooledEngineBuilder) -> PooledEngineBuilder;
-    let cases: [(Change, &str); 3] = [
-        (|b| b.max_size(0), "max_size"),
-        (|b| b.max_lifetime(Duration::ZERO), "max_lifetime"),
-        (
-            |b| b.connection_timeout(Duration::ZERO),
-            "connection_timeout",
-        ),
-    ];
-    for (change, setting) in cases {
-        let (clock, source) = fake();
-        let dropped = source.drop_flag();
-        let builder = PooledEngine::builder(settings())
-            .token_source(source.clone())
-            .auth_options(on(&clock));
-        drop(source);
-        let Err(Error::Auth(cloud_pg_auth::Error::Config(error))) = change(builder).build().await
-        else {
-            panic!("{setting}: a bad option was accepted");
-        };
-        assert_eq!(error.setting(), setting, "{error}");
-        assert!(
-            dropped.load(Ordering::SeqCst),
-            "{setting}: no credential is made (or kept) for a refused builder"
-        );
-    }
 }
 
 #[tokio::test]

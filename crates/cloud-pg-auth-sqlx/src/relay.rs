@@ -50,7 +50,7 @@ pub(crate) struct RelayError {
 
 /// The relay of one engine. Dropping it stops accepting and removes the socket directory.
 pub(crate) struct Relay {
-    shared: Arc<Shared>,
+    shared: Arc<Upstream>,
     state: Mutex<State>,
     /// Where sqlx connects: the socket directory (Unix) or the loopback port.
     #[cfg(unix)]
@@ -60,7 +60,7 @@ pub(crate) struct Relay {
 }
 
 /// What every relayed session needs; no secret.
-struct Shared {
+struct Upstream {
     endpoint: Endpoint,
     policy: TlsPolicy,
     connect_timeout: Option<Duration>,
@@ -90,7 +90,7 @@ impl Relay {
         policy: TlsPolicy,
         connect_timeout: Option<Duration>,
     ) -> Result<Self, RelayError> {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Upstream {
             endpoint,
             policy,
             connect_timeout,
@@ -250,7 +250,7 @@ impl Drop for Relay {
 
 /// Watches a relay's shared state from a test.
 #[cfg(test)]
-pub(crate) struct RelayProbe(std::sync::Weak<Shared>);
+pub(crate) struct RelayProbe(std::sync::Weak<Upstream>);
 
 #[cfg(test)]
 impl RelayProbe {
@@ -267,7 +267,7 @@ fn relay_error(place: &std::path::Path, source: io::Error) -> RelayError {
     }
 }
 
-async fn serve(listener: Listener, shared: Arc<Shared>) {
+async fn serve(listener: Listener, shared: Arc<Upstream>) {
     loop {
         match listener.accept().await {
             Ok((local, _)) => {
@@ -282,7 +282,7 @@ async fn serve(listener: Listener, shared: Arc<Shared>) {
     }
 }
 
-async fn session<S>(mut local: S, shared: Arc<Shared>)
+async fn session<S>(mut local: S, shared: Arc<Upstream>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {

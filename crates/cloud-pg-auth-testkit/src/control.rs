@@ -6,10 +6,10 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
 
-use crate::emulator::Core;
+use crate::emulator::EmulatorState;
 use crate::identity::{Body, json_response, read_body};
 
-pub(crate) async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(core: Arc<EmulatorState>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/stats") => json_response(200, &json!(core.shared.stats())),

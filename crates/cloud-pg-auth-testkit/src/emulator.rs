@@ -23,7 +23,7 @@ use crate::azure::{
 use crate::identity::{self, Handler};
 use crate::pg_tls::MakeRustlsConnect;
 use crate::postgres::{PostgresServer, ServerOptions};
-use crate::state::{FaultState, Faults, Shared, Stats};
+use crate::state::{ControlState, FaultState, Faults, Stats};
 use crate::tls::{self, TestCa};
 use crate::util::{random_alnum, shell_quote, unix, uuid};
 use crate::{Error, front};
@@ -34,7 +34,7 @@ mod exports;
 mod options;
 mod scram;
 
-pub(crate) use self::core::{AwsSettings, Core};
+pub(crate) use self::core::{AwsSettings, EmulatorState};
 use bootstrap::bootstrap_sql;
 use options::FEDERATED_SUBJECT;
 pub use options::{
@@ -59,7 +59,7 @@ fn local_port(l: &tokio::net::TcpListener) -> Result<u16, Error> {
 
 /// A running emulator. Dropping it stops everything and removes every file it created.
 pub struct Emulator {
-    core: Arc<Core>,
+    core: Arc<EmulatorState>,
     postgres: Option<PostgresServer>,
     dir: Option<tempfile::TempDir>,
     ca_pem: String,
@@ -153,8 +153,8 @@ impl Emulator {
             }
         }
 
-        let core = Arc::new(Core {
-            shared: Shared::new(opts.token_lifetime),
+        let core = Arc::new(EmulatorState {
+            shared: ControlState::new(opts.token_lifetime),
             cloud: opts.cloud,
             federated_issuer: format!("https://oidc.pgauth-emulator.invalid/{}/", uuid()),
             federated_subject: FEDERATED_SUBJECT.to_string(),
@@ -419,7 +419,11 @@ impl Emulator {
     }
 }
 
-fn mint_federated(core: &Core, issued_at: SystemTime, lifetime: Duration) -> Result<String, Error> {
+fn mint_federated(
+    core: &EmulatorState,
+    issued_at: SystemTime,
+    lifetime: Duration,
+) -> Result<String, Error> {
     let iat = unix(issued_at);
     let claims = json!({
         "aud": [FEDERATED_AUDIENCE],

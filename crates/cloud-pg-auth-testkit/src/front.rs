@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::emulator::Core;
+use crate::emulator::EmulatorState;
 
 pub(crate) const SSL_REQUEST: u32 = 80_877_103;
 pub(crate) const GSSENC_REQUEST: u32 = 80_877_104;
@@ -180,7 +180,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// Accepts front connections until `shutdown`; dropping the task ends every session.
 pub(crate) async fn serve(
     listener: TcpListener,
-    core: Arc<Core>,
+    core: Arc<EmulatorState>,
     acceptor: TlsAcceptor,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -220,7 +220,7 @@ struct Session {
     method: &'static str,
 }
 
-async fn handle(core: Arc<Core>, acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) {
+async fn handle(core: Arc<EmulatorState>, acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) {
     let session = tokio::time::timeout(AUTH_TIMEOUT, async {
         let tls = negotiate(&core, &acceptor, tcp, peer).await?;
         authenticate(&core, tls).await
@@ -233,7 +233,7 @@ async fn handle(core: Arc<Core>, acceptor: TlsAcceptor, tcp: TcpStream, peer: So
 
 /// Plaintext phase: SSLRequest / GSSENCRequest / CancelRequest / direct TLS.
 async fn negotiate(
-    core: &Core,
+    core: &EmulatorState,
     acceptor: &TlsAcceptor,
     mut tcp: TcpStream,
     peer: SocketAddr,
@@ -349,7 +349,7 @@ async fn negotiate(
 }
 
 /// Encrypted phase: startup packet, cleartext password, token/password check.
-async fn authenticate(core: &Core, mut tls: ClientTls) -> Option<Session> {
+async fn authenticate(core: &EmulatorState, mut tls: ClientTls) -> Option<Session> {
     let mut buf = BytesMut::with_capacity(1024);
     let pkt = match read_startup(&mut tls, &mut buf).await {
         Packet::Eof => return None,
@@ -447,7 +447,7 @@ async fn authenticate(core: &Core, mut tls: ClientTls) -> Option<Session> {
     }
 }
 
-async fn forward_cancel(core: &Core, pkt: &[u8]) {
+async fn forward_cancel(core: &EmulatorState, pkt: &[u8]) {
     if pkt.len() != 16 {
         return;
     }
@@ -462,7 +462,7 @@ async fn forward_cancel(core: &Core, pkt: &[u8]) {
     }
 }
 
-async fn splice(core: &Core, s: Session) {
+async fn splice(core: &EmulatorState, s: Session) {
     let Session {
         stream: mut client,
         leftover,

@@ -1,4 +1,4 @@
-//! Shared in-process state: counters and fault settings. The control endpoint and the
+//! ControlState in-process state: counters and fault settings. The control endpoint and the
 //! [`Emulator`](crate::Emulator) methods act on the same state.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::Error;
 
 /// Statuses a fault may inject.
-pub const FAULT_STATUSES: &[u16] = &[400, 404, 410, 429, 500, 503];
+pub(crate) const FAULT_STATUSES: &[u16] = &[400, 404, 410, 429, 500, 503];
 
 /// A change of fault settings on the identity endpoints. Every field is optional: `None`
 /// leaves the current setting alone. `POST /faults` takes the same object as JSON, where
@@ -108,14 +108,14 @@ struct Inner {
 
 /// The state shared by every task of one emulator.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct ControlState {
     inner: Mutex<Inner>,
     /// Desired state of the identity listeners (true = down).
     pub down_tx: watch::Sender<bool>,
 }
 
-impl Shared {
-    pub(crate) fn new(default_lifetime: Duration) -> Shared {
+impl ControlState {
+    pub(crate) fn new(default_lifetime: Duration) -> ControlState {
         let secs = default_lifetime.as_secs().max(1);
         let stats = Stats {
             faults: FaultState {
@@ -124,7 +124,7 @@ impl Shared {
             },
             ..Stats::default()
         };
-        Shared {
+        ControlState {
             inner: Mutex::new(Inner {
                 stats,
                 default_lifetime: secs,
@@ -339,7 +339,7 @@ mod tests {
     use serde_json::json;
 
     fn check(input: Value, expected: Result<FaultState, &str>) {
-        let shared = Shared::new(Duration::from_secs(3600));
+        let shared = ControlState::new(Duration::from_secs(3600));
         let got = shared.apply_json(&input).map_err(|e| e.to_string());
         match expected {
             Ok(state) => assert_eq!(got, Ok(state), "input {input}"),
@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn faults_are_consumed_by_count() {
-        let shared = Shared::new(Duration::from_secs(60));
+        let shared = ControlState::new(Duration::from_secs(60));
         shared
             .apply(&Faults {
                 status: Some(500),

@@ -120,7 +120,11 @@ impl Auth {
 
     /// Builds the source the settings name (password, Azure or AWS) and wraps it, with the
     /// settings' refresh policy and fallback password. Each call creates a new credential.
-    pub async fn from_settings(settings: &Settings, options: AuthOptions) -> Result<Self, Error> {
+    /// Outside the crate: [`CredentialConfig::build_auth`](crate::engine::CredentialConfig::build_auth).
+    pub(crate) async fn from_settings(
+        settings: &Settings,
+        options: AuthOptions,
+    ) -> Result<Self, Error> {
         settings.validate()?;
         let source = source_from_settings(settings).await?;
         Ok(Self::for_settings(settings, source, options))
@@ -129,9 +133,10 @@ impl Auth {
     /// An engine's own credential: from `source` when the caller gives one (then `Auto`
     /// settings mean that source, see [`Settings::for_custom_source`]), else from the source
     /// the settings name; with the settings' refresh policy and fallback password either way.
-    /// The settings are validated. For drivers that open connections without a
-    /// [`PgConnector`](crate::PgConnector) (sqlx); the others use `PgConnector::build`.
-    pub async fn build(
+    /// The settings are validated. What [`CredentialConfig::build_auth`] runs.
+    ///
+    /// [`CredentialConfig::build_auth`]: crate::engine::CredentialConfig::build_auth
+    pub(crate) async fn build(
         settings: &Settings,
         source: Option<Arc<dyn TokenSource>>,
         options: AuthOptions,
@@ -147,7 +152,8 @@ impl Auth {
     }
 
     /// Wraps an already built `source` with the settings' refresh policy and fallback
-    /// password (for tools that report building the source and fetching as separate steps).
+    /// password (for tools that report building the source and fetching as separate steps;
+    /// engines build theirs with [`CredentialConfig`](crate::engine::CredentialConfig)).
     #[must_use]
     pub fn for_settings(
         settings: &Settings,

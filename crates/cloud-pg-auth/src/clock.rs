@@ -1,5 +1,9 @@
 //! Wall-clock time, injectable so tests can move it.
 
+/// Formats a time as RFC 3339 in UTC, second precision (`2026-11-22T20:25:17Z`), as the
+/// status output shows it.
+pub use crate::status::rfc3339;
+
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};

@@ -255,7 +255,12 @@ mod tests {
         let mut config = CredentialConfig::new(settings);
         config.set_auth_options(options.clone());
         config.set_token_source(source.clone());
-        let connector = config.build_connector(false).await.unwrap();
+        let connector = {
+            config.disable_background_refresh();
+            config.build_connector()
+        }
+        .await
+        .unwrap();
         assert_eq!(connector.target(), "127.0.0.1:1 as app");
         assert_eq!(connector.status().method, "callback");
         assert!(!connector.auth().refresher_running());
@@ -265,11 +270,11 @@ mod tests {
 
         let mut config = CredentialConfig::new(offline_password_settings("pw"));
         config.set_auth_options(options.clone());
-        let connector = config.build_connector(true).await.unwrap();
+        let connector = config.build_connector().await.unwrap();
         assert_eq!(connector.status().method, "password");
         // `Auto` settings without a source name none.
         let error = CredentialConfig::new(offline_settings())
-            .build_connector(false)
+            .build_connector()
             .await
             .unwrap_err();
         assert!(

@@ -23,6 +23,9 @@ mod lifecycle;
 mod macros;
 mod report;
 
+/// An error with its causes on one line, without repeats: for logs, status pages and the
+/// messages an adapter builds from a driver's error.
+pub use crate::error::chain_text;
 pub use config::{CredentialConfig, PoolConfig};
 pub use lifecycle::{Lifecycle, LifecycleWatch, connections_returned};
 pub use report::{AppliedMigration, MigrationReport};

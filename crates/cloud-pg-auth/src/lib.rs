@@ -32,11 +32,11 @@ pub use cache::{CacheOptions, RefreshPolicy, RefreshTask, TokenCache};
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
 pub use connect::{PgConnector, RawConnection};
 pub use env::Env;
-pub use error::{BoxError, ConfigError, Error, TokenError, TokenErrorKind, chain_text};
+pub use error::{BoxError, ConfigError, Error, TokenError, TokenErrorKind};
 pub use secret::Secret;
 pub use settings::{AuthMethod, RootCerts, Settings, SslMode};
 pub use source::{CallbackSource, SourceInfo, StaticPassword, TokenSource};
-pub use status::{AuthStatus, EngineStatus, PoolStatus, rfc3339};
+pub use status::{AuthStatus, EngineStatus, PoolStatus};
 pub use token::{AccessToken, TokenDetails, UsernameSource};
 
 #[cfg(feature = "tokio-postgres")]

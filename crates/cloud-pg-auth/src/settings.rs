@@ -25,51 +25,52 @@ pub use types::{AuthMethod, RootCerts, SslMode};
 /// Everything needed to reach one server and log in.
 ///
 /// Built from the environment ([`Settings::from_env`]), a URL ([`Settings::from_url`]) or
-/// in code (`Settings { host: Some(..), ..Default::default() }` plus the builder methods).
+/// in code (`Settings::default().host(..)` and the other builder methods, each named after
+/// the setting); read back with the `get_*` methods.
 /// [`Settings::validate`] fails fast with a message that names the setting to change.
 #[derive(Clone)]
 pub struct Settings {
     /// Server host name or IP address (`PGHOST`): the name the certificate is verified
     /// against and tokens are made for. A path is a Unix socket directory, as in libpq.
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// The address to dial instead of resolving `host` (`PGHOSTADDR`, libpq's `hostaddr`):
     /// a private endpoint by IP, an SSH tunnel or a port-forward, with `verify-full` intact.
-    pub hostaddr: Option<IpAddr>,
+    pub(crate) hostaddr: Option<IpAddr>,
     /// Server port (`PGPORT`), 5432 by default.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Database (`PGDATABASE`); the user name when unset, as in libpq.
-    pub dbname: Option<String>,
+    pub(crate) dbname: Option<String>,
     /// Login role (`PGUSER`). For Azure it may be derived from the token.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// A static password (`PGPASSWORD`): only with the password method.
-    pub password: Option<Secret>,
+    pub(crate) password: Option<Secret>,
     /// How the password is obtained (`PGAUTH_METHOD`).
-    pub method: AuthMethod,
+    pub(crate) method: AuthMethod,
     /// `PGSSLMODE`. `None`: `verify-full` for token methods, `prefer` for passwords (libpq's default).
-    pub ssl_mode: Option<SslMode>,
+    pub(crate) ssl_mode: Option<SslMode>,
     /// `PGSSLROOTCERT`.
-    pub root_certs: RootCerts,
+    pub(crate) root_certs: RootCerts,
     /// `PGAPPNAME`.
-    pub application_name: Option<String>,
+    pub(crate) application_name: Option<String>,
     /// `PGCONNECT_TIMEOUT`.
-    pub connect_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
     /// Allow a token over plaintext or an unverified certificate, for loopback hosts only
     /// (`PGAUTH_INSECURE_LOOPBACK=1`): test set-ups such as an SSH tunnel or a local proxy.
-    pub insecure_loopback: bool,
+    pub(crate) insecure_loopback: bool,
     /// A password to use when the token source fails and no valid token remains
     /// (`PGAUTH_FALLBACK_PASSWORD`). Each use is counted in the status and logged.
-    pub fallback_password: Option<Secret>,
+    pub(crate) fallback_password: Option<Secret>,
     /// Azure options (`PGAUTH_AZURE_*`, `AZURE_*`).
-    pub azure: AzureOptions,
+    pub(crate) azure: AzureOptions,
     /// AWS options (`AWS_REGION`, `PGAUTH_AWS_*`).
-    pub aws: AwsOptions,
+    pub(crate) aws: AwsOptions,
     /// Refresh timing of the token cache.
-    pub refresh: RefreshPolicy,
+    pub(crate) refresh: RefreshPolicy,
     /// The environment the settings were read from. Cloud sources read their credential
     /// variables (such as `AWS_ACCESS_KEY_ID`) from it, so settings built from a map never
     /// mix with the process environment. Empty for settings built in code or from a URL;
     /// the SDKs' default chains then read the process environment as usual.
-    pub env: Env,
+    pub(crate) env: Env,
 }
 
 impl Default for Settings {
@@ -218,5 +219,177 @@ impl Settings {
     pub fn root_certs(mut self, roots: RootCerts) -> Self {
         self.root_certs = roots;
         self
+    }
+
+    /// Sets the application name (`PGAPPNAME`).
+    #[must_use]
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = Some(name.into());
+        self
+    }
+
+    /// Sets the time allowed to open a connection (`PGCONNECT_TIMEOUT`).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Allows a token over plaintext or an unverified certificate to a loopback host
+    /// (`PGAUTH_INSECURE_LOOPBACK`), for test set-ups.
+    #[must_use]
+    pub fn insecure_loopback(mut self, allow: bool) -> Self {
+        self.insecure_loopback = allow;
+        self
+    }
+
+    /// Sets the password used when the token source fails and no valid token remains
+    /// (`PGAUTH_FALLBACK_PASSWORD`).
+    #[must_use]
+    pub fn fallback_password(mut self, password: impl Into<Secret>) -> Self {
+        self.fallback_password = Some(password.into());
+        self
+    }
+
+    /// Sets the Azure options.
+    #[must_use]
+    pub fn azure(mut self, options: AzureOptions) -> Self {
+        self.azure = options;
+        self
+    }
+
+    /// Sets the AWS options.
+    #[must_use]
+    pub fn aws(mut self, options: AwsOptions) -> Self {
+        self.aws = options;
+        self
+    }
+
+    /// Sets the refresh timing of the token cache.
+    #[must_use]
+    pub fn refresh(mut self, policy: RefreshPolicy) -> Self {
+        self.refresh = policy;
+        self
+    }
+
+    /// Sets the environment cloud sources read their credential variables from (see
+    /// [`Settings::get_env`]).
+    #[must_use]
+    pub fn env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Removes the static password: for settings read from the environment or a URL that
+    /// are to log in another way, such as a custom token source.
+    #[must_use]
+    pub fn without_password(mut self) -> Self {
+        self.password = None;
+        self
+    }
+
+    /// The server host name, IP address or Unix socket directory (`PGHOST`).
+    #[must_use]
+    pub fn get_host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The address dialled instead of resolving the host (`PGHOSTADDR`).
+    #[must_use]
+    pub fn get_hostaddr(&self) -> Option<IpAddr> {
+        self.hostaddr
+    }
+
+    /// The server port (`PGPORT`), 5432 by default.
+    #[must_use]
+    pub fn get_port(&self) -> u16 {
+        self.port
+    }
+
+    /// The database (`PGDATABASE`), as set: libpq then uses the user name.
+    #[must_use]
+    pub fn get_dbname(&self) -> Option<&str> {
+        self.dbname.as_deref()
+    }
+
+    /// The login role (`PGUSER`), as set: for Azure it may come from the token instead.
+    #[must_use]
+    pub fn get_user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The static password (`PGPASSWORD`).
+    #[must_use]
+    pub fn get_password(&self) -> Option<&Secret> {
+        self.password.as_ref()
+    }
+
+    /// How the password is obtained (`PGAUTH_METHOD`).
+    #[must_use]
+    pub fn get_method(&self) -> AuthMethod {
+        self.method
+    }
+
+    /// The sslmode as set (`PGSSLMODE`); `None` picks the method's default.
+    #[must_use]
+    pub fn get_ssl_mode(&self) -> Option<SslMode> {
+        self.ssl_mode
+    }
+
+    /// The root certificates (`PGSSLROOTCERT`).
+    #[must_use]
+    pub fn get_root_certs(&self) -> &RootCerts {
+        &self.root_certs
+    }
+
+    /// The application name (`PGAPPNAME`).
+    #[must_use]
+    pub fn get_application_name(&self) -> Option<&str> {
+        self.application_name.as_deref()
+    }
+
+    /// The time allowed to open a connection (`PGCONNECT_TIMEOUT`).
+    #[must_use]
+    pub fn get_connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+
+    /// Whether a token may go to a loopback host without encryption or verification
+    /// (`PGAUTH_INSECURE_LOOPBACK`).
+    #[must_use]
+    pub fn get_insecure_loopback(&self) -> bool {
+        self.insecure_loopback
+    }
+
+    /// The fallback password (`PGAUTH_FALLBACK_PASSWORD`).
+    #[must_use]
+    pub fn get_fallback_password(&self) -> Option<&Secret> {
+        self.fallback_password.as_ref()
+    }
+
+    /// The Azure options.
+    #[must_use]
+    pub fn get_azure(&self) -> &AzureOptions {
+        &self.azure
+    }
+
+    /// The AWS options.
+    #[must_use]
+    pub fn get_aws(&self) -> &AwsOptions {
+        &self.aws
+    }
+
+    /// The refresh timing of the token cache.
+    #[must_use]
+    pub fn get_refresh(&self) -> &RefreshPolicy {
+        &self.refresh
+    }
+
+    /// The environment the settings were read from. Cloud sources read their credential
+    /// variables (such as `AWS_ACCESS_KEY_ID`) from it; empty for settings built in code or
+    /// from a URL.
+    #[must_use]
+    pub fn get_env(&self) -> &Env {
+        &self.env
     }
 }

@@ -24,20 +24,20 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
     fn info(&self) -> SourceInfo;
 }
 
-/// A description of a source, free of secrets.
+/// A description of a source, free of secrets: [`SourceInfo::new`] and the builder methods,
+/// each named after the field; read back with the `get_*` methods.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
 pub struct SourceInfo {
     /// `password`, `callback`, `azure` or `aws`.
-    pub method: &'static str,
+    pub(crate) method: &'static str,
     /// `public`, `usgov`, `china`, or an AWS region.
-    pub cloud: Option<String>,
+    pub(crate) cloud: Option<String>,
     /// The credential kind, for example `managed-identity` or `default-chain`.
-    pub credential_kind: Option<String>,
+    pub(crate) credential_kind: Option<String>,
     /// A label for the identity (client id, role ARN, user), never a secret.
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
     /// The endpoint asked for tokens, where there is one.
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
 }
 
 impl SourceInfo {
@@ -79,6 +79,36 @@ impl SourceInfo {
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
         self
+    }
+
+    /// The method: `password`, `callback`, `azure` or `aws`.
+    #[must_use]
+    pub fn get_method(&self) -> &'static str {
+        self.method
+    }
+
+    /// The cloud or AWS region.
+    #[must_use]
+    pub fn get_cloud(&self) -> Option<&str> {
+        self.cloud.as_deref()
+    }
+
+    /// The credential kind.
+    #[must_use]
+    pub fn get_credential_kind(&self) -> Option<&str> {
+        self.credential_kind.as_deref()
+    }
+
+    /// The identity label.
+    #[must_use]
+    pub fn get_identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
+    /// The endpoint asked for tokens.
+    #[must_use]
+    pub fn get_endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     /// A short name for messages: `azure managed-identity (client id ...)`.

@@ -17,17 +17,18 @@ pub struct AccessToken {
 }
 
 /// Non-secret facts about a token: who it names and how the login name was found.
+/// `TokenDetails::default()` and the builder methods, each named after the field; read back
+/// with the `get_*` methods.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
 pub struct TokenDetails {
     /// A label for the identity (client id, object id, ARN, user), never a secret.
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
     /// The PostgreSQL role name the source derived from the token, if any.
-    pub username: Option<String>,
+    pub(crate) username: Option<String>,
     /// Where `username` came from.
-    pub username_source: Option<UsernameSource>,
+    pub(crate) username_source: Option<UsernameSource>,
     /// Ids found in the token (`appid`, `oid`), so a misused GUID user name can be spotted.
-    pub ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
 }
 
 /// Where a login name came from.
@@ -58,6 +59,60 @@ impl UsernameSource {
             Self::PreferredUsername => "preferred_username",
             Self::UniqueName => "unique_name",
         }
+    }
+}
+
+impl TokenDetails {
+    /// Sets the identity label (never a secret).
+    #[must_use]
+    pub fn identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = Some(identity.into());
+        self
+    }
+
+    /// Sets the role name derived from the token.
+    #[must_use]
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// Sets where the role name came from.
+    #[must_use]
+    pub fn username_source(mut self, source: UsernameSource) -> Self {
+        self.username_source = Some(source);
+        self
+    }
+
+    /// Sets the ids found in the token (`appid`, `oid`).
+    #[must_use]
+    pub fn ids(mut self, ids: Vec<String>) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// The identity label.
+    #[must_use]
+    pub fn get_identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
+    /// The role name derived from the token.
+    #[must_use]
+    pub fn get_username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
+    /// Where the role name came from.
+    #[must_use]
+    pub fn get_username_source(&self) -> Option<UsernameSource> {
+        self.username_source
+    }
+
+    /// The ids found in the token.
+    #[must_use]
+    pub fn get_ids(&self) -> &[String] {
+        &self.ids
     }
 }
 

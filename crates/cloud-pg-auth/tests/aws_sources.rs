@@ -64,10 +64,7 @@ fn check_load(
             assert!(q["X-Amz-Credential"].starts_with("AKIDSNAPSHOT/"), "{q:?}");
             assert!(q["X-Amz-Credential"].contains(&format!("/{region}/rds-db/aws4_request")));
             assert_eq!(source.region(), region);
-            assert_eq!(
-                source.info().credential_kind.as_deref(),
-                Some("environment")
-            );
+            assert_eq!(source.info().get_credential_kind(), Some("environment"));
             let printed = format!("{source:?} {token:?}");
             assert!(!printed.contains("snapshot-secret"), "{printed}");
         }
@@ -230,7 +227,7 @@ impl Server {
 }
 
 fn rfc3339(secs: u64) -> String {
-    cloud_pg_auth::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    cloud_pg_auth::clock::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// In the child: load from the process environment, fetch, print what happened.
@@ -251,10 +248,7 @@ fn child_main() {
         )
         .await
         .unwrap();
-        assert_eq!(
-            source.info().credential_kind.as_deref(),
-            Some("default-chain")
-        );
+        assert_eq!(source.info().get_credential_kind(), Some("default-chain"));
         // Earlier fetches of the same source, when the parent asks for them.
         let earlier: usize = std::env::var(EARLIER_FETCHES).map_or(0, |n| n.parse().unwrap());
         for _ in 0..earlier {

@@ -123,7 +123,7 @@ async fn rotated_password_reaches_new_connections_and_old_ones_keep_working() {
     let error = connector.connect().await.unwrap_err();
     assert!(error.is_auth_failure(), "{error}");
     assert_eq!(error.sqlstate(), Some("28P01"));
-    let text = cloud_pg_auth::chain_text(&error);
+    let text = cloud_pg_auth::engine::chain_text(&error);
     assert!(text.contains("refused the credentials twice"), "{text}");
     assert!(
         !text.contains("wrong"),
@@ -144,11 +144,11 @@ async fn an_untrusted_certificate_is_refused_with_a_hint() {
     let settings = settings(&server, &wrong_ca)
         .password("pw-1")
         .method(AuthMethod::Password);
-    let auth = Auth::from_settings(&settings, AuthOptions::default().background_refresh(false))
-        .await
-        .unwrap();
+    let mut credential = CredentialConfig::new(settings.clone());
+    credential.disable_background_refresh();
+    let auth = credential.build_auth().await.unwrap();
     let connector = PgConnector::new(&settings, auth).unwrap();
-    let text = cloud_pg_auth::chain_text(&connector.connect().await.unwrap_err());
+    let text = cloud_pg_auth::engine::chain_text(&connector.connect().await.unwrap_err());
     assert!(text.contains("certificate is not trusted"), "{text}");
     assert!(text.contains("PGSSLROOTCERT"), "{text}");
 }
@@ -164,14 +164,18 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     let check = |mode: SslMode, expected: Option<&'static str>| {
         let settings = base.clone().ssl_mode(mode);
         async move {
-            let connector = CredentialConfig::new(settings)
-                .build_connector(false)
-                .await
-                .unwrap();
+            let connector = {
+                let mut config = CredentialConfig::new(settings);
+                config.disable_background_refresh();
+                config
+            }
+            .build_connector()
+            .await
+            .unwrap();
             match (connector.connect().await, expected) {
                 (Ok(_), None) => {}
                 (Err(e), Some(hint)) => {
-                    let text = cloud_pg_auth::chain_text(&e);
+                    let text = cloud_pg_auth::engine::chain_text(&e);
                     assert!(text.contains(hint), "{mode:?}: {text}");
                 }
                 (result, _) => panic!("{mode:?}: unexpected {:?}", result.err()),

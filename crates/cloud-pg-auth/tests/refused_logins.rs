@@ -8,7 +8,8 @@ use std::time::SystemTime;
 
 use cloud_pg_auth::clock::ManualClock;
 use cloud_pg_auth::engine::CredentialConfig;
-use cloud_pg_auth::{AuthOptions, Env, Settings, chain_text};
+use cloud_pg_auth::engine::chain_text;
+use cloud_pg_auth::{AuthOptions, Env, Settings};
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,7 +35,7 @@ async fn a_refused_role_costs_a_handful_of_identity_requests_not_one_per_attempt
     let before = emulator.stats().token_requests.total;
     let mut config = CredentialConfig::new(settings);
     config.set_auth_options(options);
-    let connector = config.build_connector(true).await.unwrap();
+    let connector = config.build_connector().await.unwrap();
 
     for attempt in 0..200 {
         let error = match connector.connect().await {

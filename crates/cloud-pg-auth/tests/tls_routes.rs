@@ -46,9 +46,13 @@ fn aws_settings(emulator: &Emulator, host: &str, extra: &[(&str, &str)]) -> Sett
 }
 
 async fn current_user(settings: &Settings) -> Result<String, Error> {
-    let connector = CredentialConfig::new(settings.clone())
-        .build_connector(false)
-        .await?;
+    let connector = {
+        let mut config = CredentialConfig::new(settings.clone());
+        config.disable_background_refresh();
+        config
+    }
+    .build_connector()
+    .await?;
     let (client, _io) = connector.connect().await?;
     let row = client
         .query_one("select current_user::text", &[])

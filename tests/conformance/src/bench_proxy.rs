@@ -112,7 +112,7 @@ async fn run(
         admin
             .batch_execute(&statement)
             .await
-            .map_err(|e| format!("{statement}: {}", cloud_pg_auth::chain_text(&e)))?;
+            .map_err(|e| format!("{statement}: {}", cloud_pg_auth::engine::chain_text(&e)))?;
     }
 
     let mut base: Vec<(String, String)> = emulator.env();

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use cloud_pg_auth::{BoxError, chain_text};
+use cloud_pg_auth::BoxError;
+use cloud_pg_auth::engine::chain_text;
 use cloud_pg_auth_testkit::Emulator;
 use serde::Serialize;
 

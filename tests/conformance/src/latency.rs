@@ -10,7 +10,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
-use cloud_pg_auth::{BoxError, chain_text};
+use cloud_pg_auth::BoxError;
+use cloud_pg_auth::engine::chain_text;
 use cloud_pg_auth_testkit::Emulator;
 use serde::Serialize;
 

@@ -34,7 +34,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cloud_pg_auth::clock::{Clock, ManualClock};
-use cloud_pg_auth::{AuthOptions, BoxError, chain_text};
+use cloud_pg_auth::engine::chain_text;
+use cloud_pg_auth::{AuthOptions, BoxError};
 pub use cloud_pg_auth_testkit::poll_until;
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
 

@@ -2,31 +2,32 @@
 //! whether that token is made for this server and login.
 
 use cloud_pg_auth::azure::{AzureCloud, cloud_for_host};
-use cloud_pg_auth::{AuthMethod, Error, TokenErrorKind, chain_text};
+use cloud_pg_auth::engine::chain_text;
+use cloud_pg_auth::{AuthMethod, Error, TokenErrorKind};
 use serde_json::json;
 
-use super::{Failure, Outcome, State, error_failure, failure, resolved_settings};
+use super::{Failure, State, StepFinding, error_failure, failure, resolved_settings};
 use crate::session;
 
-pub(super) async fn step_credential(state: &mut State<'_>) -> Result<Outcome, Failure> {
+pub(super) async fn step_credential(state: &mut State<'_>) -> Result<StepFinding, Failure> {
     let settings = resolved_settings(state).clone();
     let source = session::source(&settings)
         .await
         .map_err(|e| error_failure(&e, "check the credential settings named above"))?;
     let info = source.info();
     let mut summary = info.label();
-    if let Some(identity) = &info.identity {
+    if let Some(identity) = info.get_identity() {
         summary.push_str(&format!(", identity {identity}"));
     }
-    let mut outcome = Outcome::ok(summary).data(json!({
-        "method": info.method,
-        "credential_kind": info.credential_kind,
-        "identity": info.identity,
-        "endpoint": info.endpoint,
-        "cloud": info.cloud,
+    let mut outcome = StepFinding::ok(summary).data(json!({
+        "method": info.get_method(),
+        "credential_kind": info.get_credential_kind(),
+        "identity": info.get_identity(),
+        "endpoint": info.get_endpoint(),
+        "cloud": info.get_cloud(),
     }));
     if state.method == AuthMethod::Azure
-        && settings.azure.credential == cloud_pg_auth::azure::AzureCredentialKind::Auto
+        && settings.get_azure().get_credential() == cloud_pg_auth::azure::AzureCredentialKind::Auto
     {
         outcome = outcome.detail(
             "picked by PGAUTH_AZURE_CREDENTIAL=auto (workload identity, then managed identity, client secret, azure cli); set it to pin one",
@@ -36,7 +37,7 @@ pub(super) async fn step_credential(state: &mut State<'_>) -> Result<Outcome, Fa
     Ok(outcome)
 }
 
-pub(super) async fn step_token(state: &mut State<'_>) -> Result<Outcome, Failure> {
+pub(super) async fn step_token(state: &mut State<'_>) -> Result<StepFinding, Failure> {
     let auth = state.auth.clone().expect("credential step passed");
     let token = auth
         .token()
@@ -44,7 +45,7 @@ pub(super) async fn step_token(state: &mut State<'_>) -> Result<Outcome, Failure
         .map_err(|e| token_failure(&e, state.method))?;
     let summary = session::summarize(state.method, &token, state.now);
     let settings = resolved_settings(state);
-    let mut outcome = Outcome::ok(summary.line()).data(summary.to_json());
+    let mut outcome = StepFinding::ok(summary.line()).data(summary.to_json());
     let user = match session::login_user(settings, &token) {
         Ok(user) => user,
         Err(e) => {
@@ -60,12 +61,12 @@ pub(super) async fn step_token(state: &mut State<'_>) -> Result<Outcome, Failure
     if let Some(warning) = cloud_pg_auth::azure::guid_username_warning(&user, token.details()) {
         outcome = outcome.detail(format!("warning: {warning}"));
     }
-    if settings.user.is_none() {
+    if settings.get_user().is_none() {
         outcome = outcome.detail(format!(
             "login role {user:?}, derived from the token (PGUSER is not set)"
         ));
-    } else if let Some(derived) = &token.details().username
-        && derived != &user
+    } else if let Some(derived) = token.details().get_username()
+        && derived != user
     {
         outcome = outcome.detail(format!(
             "note: PGUSER is {user:?} but the token's identity is named {derived:?}; the role must be mapped to this identity"
@@ -77,18 +78,19 @@ pub(super) async fn step_token(state: &mut State<'_>) -> Result<Outcome, Failure
     Ok(outcome)
 }
 
-pub(super) fn step_audience(state: &mut State<'_>) -> Result<Outcome, Failure> {
+pub(super) fn step_audience(state: &mut State<'_>) -> Result<StepFinding, Failure> {
     let settings = resolved_settings(state);
-    let host = settings.host.clone().unwrap_or_default();
+    let host = settings.get_host().unwrap_or_default().to_string();
     match state.method {
         AuthMethod::Azure => {
             let (cloud, from) = match cloud_for_host(&host) {
                 Some(c) => (c, format!("the host name {host}")),
-                None if state.env.is_set("PGAUTH_AZURE_CLOUD") => {
-                    (settings.azure.cloud, "PGAUTH_AZURE_CLOUD".to_string())
-                }
+                None if state.env.is_set("PGAUTH_AZURE_CLOUD") => (
+                    settings.get_azure().get_cloud(),
+                    "PGAUTH_AZURE_CLOUD".to_string(),
+                ),
                 None => (
-                    settings.azure.cloud,
+                    settings.get_azure().get_cloud(),
                     "the default, as the host name does not say".to_string(),
                 ),
             };
@@ -101,7 +103,7 @@ pub(super) fn step_audience(state: &mut State<'_>) -> Result<Outcome, Failure> {
             };
             let data = json!({"aud": aud, "expected": expected, "server_cloud": cloud.as_str(), "server_cloud_from": from});
             if same_audience(&aud, expected) {
-                let mut outcome = Outcome::ok(format!(
+                let mut outcome = StepFinding::ok(format!(
                     "aud {aud} is Azure Database for PostgreSQL in the {cloud} cloud, the server's cloud (from {from})"
                 ))
                 .data(data);
@@ -145,9 +147,12 @@ pub(super) fn step_audience(state: &mut State<'_>) -> Result<Outcome, Failure> {
             };
             let expected_target = format!(
                 "{expected_host}:{}",
-                settings.aws.signing_port.unwrap_or(settings.port)
+                settings
+                    .get_aws()
+                    .get_signing_port()
+                    .unwrap_or(settings.get_port())
             );
-            let expected_region = settings.aws.resolve_region(&host).unwrap_or_default();
+            let expected_region = settings.get_aws().resolve_region(&host).unwrap_or_default();
             let user = state.user.clone().unwrap_or_default();
             let summary = &state.summary;
             let data = json!({
@@ -190,7 +195,7 @@ pub(super) fn step_audience(state: &mut State<'_>) -> Result<Outcome, Failure> {
                 )
                 .data(data));
             }
-            let mut outcome = Outcome::ok(format!(
+            let mut outcome = StepFinding::ok(format!(
                 "signed for {expected_target} as {user} in {expected_region}, the server and user of this login"
             ))
             .data(data);
@@ -201,7 +206,7 @@ pub(super) fn step_audience(state: &mut State<'_>) -> Result<Outcome, Failure> {
             }
             Ok(outcome)
         }
-        _ => Ok(Outcome::skipped(
+        _ => Ok(StepFinding::skipped(
             "not a token method: the password is sent as it is",
         )),
     }

@@ -1,13 +1,14 @@
 //! The login, current_user and roles steps: a real login with the token, then who the
 //! session is and what it may do.
 
-use cloud_pg_auth::{AuthMethod, Error, PgConnector, chain_text};
+use cloud_pg_auth::engine::chain_text;
+use cloud_pg_auth::{AuthMethod, Error, PgConnector};
 use serde_json::json;
 
 use super::hints::{self, Refusal};
-use super::{Failure, Outcome, State, error_failure, failure, resolved_settings};
+use super::{Failure, State, StepFinding, error_failure, failure, resolved_settings};
 
-pub(super) async fn step_login(state: &mut State<'_>) -> Result<Outcome, Failure> {
+pub(super) async fn step_login(state: &mut State<'_>) -> Result<StepFinding, Failure> {
     let settings = resolved_settings(state).clone();
     let auth = state.auth.clone().expect("credential step passed");
     let user = state.user.clone().unwrap_or_default();
@@ -16,9 +17,9 @@ pub(super) async fn step_login(state: &mut State<'_>) -> Result<Outcome, Failure
     match connector.connect().await {
         Ok((client, _task)) => {
             state.client = Some(client);
-            Ok(Outcome::ok(format!(
+            Ok(StepFinding::ok(format!(
                 "logged in as {user} to database {}",
-                settings.dbname.as_deref().unwrap_or(&user)
+                settings.get_dbname().unwrap_or(&user)
             )))
         }
         Err(error) => Err(login_failure(state, &error, &user)),
@@ -63,16 +64,16 @@ fn login_failure(state: &State<'_>, error: &Error, user: &str) -> Failure {
     let derived = state
         .token
         .as_ref()
-        .and_then(|t| t.details().username.clone());
-    let database = settings.dbname.clone().unwrap_or_else(|| user.to_string());
+        .and_then(|t| t.details().get_username());
+    let database = settings.get_dbname().unwrap_or(user);
     let (cause, fix) = hints::explain(&Refusal {
         sqlstate: &code,
         message: &message,
         method: state.method,
         user,
-        database: &database,
+        database,
         oid: oid.as_deref(),
-        derived: derived.as_deref(),
+        derived,
         env: state.env,
     });
     failure(said, fix).data(json!({
@@ -84,7 +85,7 @@ fn login_failure(state: &State<'_>, error: &Error, user: &str) -> Failure {
     }))
 }
 
-pub(super) async fn step_current_user(state: &mut State<'_>) -> Result<Outcome, Failure> {
+pub(super) async fn step_current_user(state: &mut State<'_>) -> Result<StepFinding, Failure> {
     let client = state.client.as_ref().expect("login step passed");
     let expected = state.user.clone().unwrap_or_default();
     let row = client
@@ -106,7 +107,7 @@ pub(super) async fn step_current_user(state: &mut State<'_>) -> Result<Outcome, 
         )
         .data(data));
     }
-    Ok(Outcome::ok(format!(
+    Ok(StepFinding::ok(format!(
         "{current} (session_user {session}), database {database}, PostgreSQL {version}"
     ))
     .data(data))
@@ -115,7 +116,7 @@ pub(super) async fn step_current_user(state: &mut State<'_>) -> Result<Outcome, 
 /// The most role names the roles step reads and shows.
 pub const MAX_ROLES: i64 = 50;
 
-pub(super) async fn step_roles(state: &mut State<'_>) -> Result<Outcome, Failure> {
+pub(super) async fn step_roles(state: &mut State<'_>) -> Result<StepFinding, Failure> {
     let client = state.client.as_ref().expect("login step passed");
     let query_failed = |e: cloud_pg_auth::tokio_postgres::Error| {
         failure(
@@ -190,7 +191,7 @@ pub(super) async fn step_roles(state: &mut State<'_>) -> Result<Outcome, Failure
         )
         .data(data));
     }
-    let mut outcome = Outcome::ok(format!("{member}; {privileges}")).data(data);
+    let mut outcome = StepFinding::ok(format!("{member}; {privileges}")).data(data);
     if !usage {
         outcome = outcome.detail(format!(
             "warning: no USAGE on schema public: the application cannot see its tables; an administrator runs: pgauth sql create-role ... --grant read|write|owner (or GRANT USAGE ON SCHEMA public TO \"{user}\")"

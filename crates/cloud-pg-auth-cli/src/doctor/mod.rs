@@ -15,7 +15,8 @@ use std::io::Write;
 use std::pin::Pin;
 use std::time::SystemTime;
 
-use cloud_pg_auth::{AccessToken, Auth, AuthMethod, Env, Error, Settings, chain_text};
+use cloud_pg_auth::engine::chain_text;
+use cloud_pg_auth::{AccessToken, Auth, AuthMethod, Env, Error, Settings};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -25,7 +26,7 @@ use crate::session::TokenSummary;
 pub use login::MAX_ROLES;
 
 /// What a step's check returns while it runs.
-type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<Outcome, Failure>> + 'a>>;
+type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<StepFinding, Failure>> + 'a>>;
 
 /// One step: what it is called, what it checks, and the check.
 struct StepDef {
@@ -145,14 +146,14 @@ pub(crate) struct Report {
     pub steps: Vec<Step>,
 }
 
-struct Outcome {
+struct StepFinding {
     summary: String,
     details: Vec<String>,
     data: Value,
     skipped: bool,
 }
 
-impl Outcome {
+impl StepFinding {
     fn ok(summary: impl Into<String>) -> Self {
         Self {
             summary: summary.into(),

@@ -3,9 +3,9 @@
 use cloud_pg_auth::{AuthMethod, Env, Settings, SslMode};
 use serde_json::{Value, json};
 
-use super::{Failure, Outcome, State, failure};
+use super::{Failure, State, StepFinding, failure};
 
-pub(super) fn step_settings(state: &mut State<'_>) -> Result<Outcome, Failure> {
+pub(super) fn step_settings(state: &mut State<'_>) -> Result<StepFinding, Failure> {
     let env = state.env;
     let read = |env: &Env| env.names_read().join(", ");
     let settings = Settings::from_env_vars(env).map_err(|e| {
@@ -26,10 +26,10 @@ pub(super) fn step_settings(state: &mut State<'_>) -> Result<Outcome, Failure> {
         .resolved_method()
         .map_err(|e| failure(e.to_string(), format!("change {}", e.setting())))?;
     state.method = method;
-    let host = settings.host.clone().unwrap_or_default();
-    let why = if env.is_set("PGAUTH_METHOD") || settings.method != AuthMethod::Auto {
+    let host = settings.get_host().unwrap_or_default().to_string();
+    let why = if env.is_set("PGAUTH_METHOD") || settings.get_method() != AuthMethod::Auto {
         "PGAUTH_METHOD".to_string()
-    } else if settings.password.is_some() {
+    } else if settings.get_password().is_some() {
         "auto: a password is set".to_string()
     } else {
         "auto: the host name".to_string()
@@ -44,14 +44,14 @@ pub(super) fn step_settings(state: &mut State<'_>) -> Result<Outcome, Failure> {
             } else {
                 "default"
             };
-            cloud = json!(settings.azure.cloud.as_str());
+            cloud = json!(settings.get_azure().get_cloud().as_str());
             format!(
                 ", cloud {} ({from}), scope {}",
-                settings.azure.cloud,
-                settings.azure.effective_scope()
+                settings.get_azure().get_cloud(),
+                settings.get_azure().effective_scope()
             )
         }
-        AuthMethod::Aws => match settings.aws.resolve_region(&host) {
+        AuthMethod::Aws => match settings.get_aws().resolve_region(&host) {
             Ok(r) => {
                 region = json!(r);
                 format!(", region {r}")
@@ -60,33 +60,30 @@ pub(super) fn step_settings(state: &mut State<'_>) -> Result<Outcome, Failure> {
         },
         _ => String::new(),
     };
-    let user = settings
-        .user
-        .clone()
-        .unwrap_or_else(|| "from the token".to_string());
+    let user = settings.get_user().unwrap_or("from the token");
     let summary = format!(
         "method {} ({why}), server {host}:{}, database {}, user {user}, sslmode {}{place}",
         method.as_str(),
-        settings.port,
-        settings.dbname.as_deref().unwrap_or("(the user name)"),
+        settings.get_port(),
+        settings.get_dbname().unwrap_or("(the user name)"),
         mode.as_str(),
     );
     let names = env.names_read();
-    let mut outcome = Outcome::ok(summary)
+    let mut outcome = StepFinding::ok(summary)
         .detail(format!("variables read: {}", names.join(", ")))
         .data(json!({
             "method": method.as_str(),
             "method_from": why,
             "host": host,
-            "port": settings.port,
-            "database": settings.dbname,
-            "user": settings.user,
+            "port": settings.get_port(),
+            "database": settings.get_dbname(),
+            "user": settings.get_user(),
             "sslmode": mode.as_str(),
             "cloud": cloud,
             "region": region,
             "variables_read": names,
         }));
-    if settings.insecure_loopback {
+    if settings.get_insecure_loopback() {
         outcome = outcome.detail(
             "warning: PGAUTH_INSECURE_LOOPBACK=1 allows the token over plaintext or unverified TLS to this loopback host",
         );

@@ -8,22 +8,22 @@ use cloud_pg_auth::{AuthMethod, RootCerts, Settings, SslMode};
 use serde_json::json;
 
 use super::credential::same_audience;
-use super::{Failure, Outcome, State, error_failure, failure, resolved_settings};
+use super::{Failure, State, StepFinding, error_failure, failure, resolved_settings};
 use crate::tlsprobe::{self, ProbeError};
 
-pub(super) async fn step_tls(state: &mut State<'_>) -> Result<Outcome, Failure> {
+pub(super) async fn step_tls(state: &mut State<'_>) -> Result<StepFinding, Failure> {
     let settings = resolved_settings(state).clone();
-    let host = settings.host.clone().unwrap_or_default();
-    let port = settings.port;
+    let host = settings.get_host().unwrap_or_default().to_string();
+    let port = settings.get_port();
     let policy = TlsPolicy::from_settings(&settings)
         .map_err(|e| error_failure(&e, "check PGSSLROOTCERT: a PEM file of CA certificates"))?;
     let Some(config) = policy.client_config().cloned() else {
         if settings.host_is_unix_socket() {
-            return Ok(Outcome::skipped(format!(
+            return Ok(StepFinding::skipped(format!(
                 "{host} is a Unix socket directory: local, no TLS (PostgreSQL does not use TLS over Unix sockets)"
             )));
         }
-        return Ok(Outcome::skipped(format!(
+        return Ok(StepFinding::skipped(format!(
             "sslmode={}: no TLS; the password goes in clear to the loopback host {host} (PGAUTH_INSECURE_LOOPBACK=1)",
             policy.mode().as_str()
         )));
@@ -31,10 +31,12 @@ pub(super) async fn step_tls(state: &mut State<'_>) -> Result<Outcome, Failure> 
     let check = describe_check(&settings, state.method, policy.mode());
     let insecure = cloud_pg_auth::tls::client_config(&RootCerts::Bundled, CertCheck::None)
         .map_err(|e| error_failure(&e, "report this as a bug"))?;
-    let timeout = settings.connect_timeout.unwrap_or(Duration::from_secs(10));
+    let timeout = settings
+        .get_connect_timeout()
+        .unwrap_or(Duration::from_secs(10));
     let target = tlsprobe::Target {
         host: &host,
-        hostaddr: settings.hostaddr,
+        hostaddr: settings.get_hostaddr(),
         port,
     };
     match tlsprobe::probe(target, config, insecure, timeout).await {
@@ -81,14 +83,14 @@ pub(super) async fn step_tls(state: &mut State<'_>) -> Result<Outcome, Failure> 
                 )
                 .data(data));
             }
-            Ok(Outcome::ok(summary).data(data))
+            Ok(StepFinding::ok(summary).data(data))
         }
         Err(error) => Err(tls_failure(&error, &settings)),
     }
 }
 
 fn describe_check(settings: &Settings, method: AuthMethod, mode: SslMode) -> String {
-    let roots = match &settings.root_certs {
+    let roots = match settings.get_root_certs() {
         RootCerts::File(path) => format!("PGSSLROOTCERT {}", path.display()),
         RootCerts::System => "the system's CA store".to_string(),
         _ => "the built-in public CAs".to_string(),
@@ -99,7 +101,7 @@ fn describe_check(settings: &Settings, method: AuthMethod, mode: SslMode) -> Str
             "chain only (verify-ca) against {roots}: any certificate that CA signed passes, whatever its name"
         ),
         SslMode::Require | SslMode::Prefer if method.is_token() => {
-            if settings.insecure_loopback && settings.host_is_loopback() {
+            if settings.get_insecure_loopback() && settings.host_is_loopback() {
                 "nothing (PGAUTH_INSECURE_LOOPBACK=1)".to_string()
             } else {
                 format!(
@@ -113,9 +115,9 @@ fn describe_check(settings: &Settings, method: AuthMethod, mode: SslMode) -> Str
 }
 
 fn tls_failure(error: &ProbeError, settings: &Settings) -> Failure {
-    let host = settings.host.as_deref().unwrap_or_default();
-    let port = settings.port;
-    let at = match settings.hostaddr {
+    let host = settings.get_host().unwrap_or_default();
+    let port = settings.get_port();
+    let at = match settings.get_hostaddr() {
         Some(addr) => format!("{host}:{port} (dialled at {addr}, PGHOSTADDR)"),
         None => format!("{host}:{port}"),
     };
@@ -167,7 +169,7 @@ fn tls_failure(error: &ProbeError, settings: &Settings) -> Failure {
                     | rustls::CertificateError::ExpiredContext { .. } => {
                         "the server's certificate has expired (or this machine's clock is wrong); check both".to_string()
                     }
-                    _ => match &settings.root_certs {
+                    _ => match settings.get_root_certs() {
                         RootCerts::File(path) => format!(
                             "PGSSLROOTCERT {} does not hold the CA that signed the server's certificate; for RDS use the global bundle from AWS, for Azure the DigiCert and Microsoft roots",
                             path.display()

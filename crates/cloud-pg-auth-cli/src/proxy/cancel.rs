@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::Shared;
+use super::ProxyState;
 
 /// The (pid, key) pairs of the sessions open now.
 #[derive(Debug, Default)]
@@ -70,7 +70,7 @@ impl Drop for Registration<'_> {
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 /// Handles a CancelRequest for `key`: forwarded if a session of this proxy holds it.
-pub(crate) async fn forward(shared: &Shared, key: Option<(i32, i32)>) {
+pub(crate) async fn forward(shared: &ProxyState, key: Option<(i32, i32)>) {
     let Some(key) = key.filter(|k| shared.keys.contains(*k)) else {
         shared.count(|s| s.cancels_ignored += 1);
         tracing::info!("cancel request for a key this proxy did not hand out: ignored");
@@ -83,7 +83,7 @@ pub(crate) async fn forward(shared: &Shared, key: Option<(i32, i32)>) {
             Some(shared.connect_timeout),
         )
         .await
-        .map_err(|e| cloud_pg_auth::chain_text(&e))?;
+        .map_err(|e| cloud_pg_auth::engine::chain_text(&e))?;
         let mut packet = BytesMut::new();
         frontend::cancel_request(key.0, key.1, &mut packet);
         upstream

@@ -7,7 +7,7 @@
 use cloud_pg_auth::Secret;
 use tokio::io::AsyncWriteExt as _;
 
-use super::Shared;
+use super::ProxyState;
 use super::listener::{ClientStream, Peer};
 use super::wire::{self, StartupRead};
 
@@ -30,7 +30,7 @@ pub(crate) struct Login {
 }
 
 /// Runs the client's startup on `stream`.
-pub(crate) async fn startup(shared: &Shared, mut stream: ClientStream, peer: &Peer) -> Start {
+pub(crate) async fn startup(shared: &ProxyState, mut stream: ClientStream, peer: &Peer) -> Start {
     // SSLRequest and GSSENCRequest may come once each, before the StartupMessage.
     let mut ssl_asked = false;
     let mut gss_asked = false;
@@ -114,7 +114,7 @@ pub(crate) async fn startup(shared: &Shared, mut stream: ClientStream, peer: &Pe
 }
 
 async fn login(
-    shared: &Shared,
+    shared: &ProxyState,
     mut stream: ClientStream,
     peer: &Peer,
     code: i32,
@@ -222,7 +222,7 @@ async fn login(
 }
 
 async fn not_served(
-    shared: &Shared,
+    shared: &ProxyState,
     mut stream: ClientStream,
     peer: &Peer,
     message: &str,
@@ -235,7 +235,7 @@ async fn not_served(
 }
 
 async fn refuse(
-    shared: &Shared,
+    shared: &ProxyState,
     mut stream: ClientStream,
     code: &str,
     message: &str,

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use super::listener::{ClientStream, Peer};
-use super::{Shared, cancel, client, relay, upstream, wire};
+use super::{ProxyState, cancel, client, relay, upstream, wire};
 
 /// One client connection, start to end.
-pub(crate) async fn serve(shared: Arc<Shared>, stream: ClientStream, peer: Peer) {
+pub(crate) async fn serve(shared: Arc<ProxyState>, stream: ClientStream, peer: Peer) {
     let start = tokio::time::timeout(
         shared.startup_timeout,
         client::startup(&shared, stream, &peer),

@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 
-use cloud_pg_auth::{Auth, AuthOptions, Settings};
+use cloud_pg_auth::Settings;
+use cloud_pg_auth::engine::CredentialConfig;
 
 use super::{Listen, ProxyError, served_databases, served_user};
 
@@ -52,13 +53,13 @@ pub(crate) async fn served(
     extra_databases: &[String],
 ) -> Result<(String, Vec<String>), ProxyError> {
     settings.validate().map_err(cloud_pg_auth::Error::from)?;
-    let user = match &settings.user {
-        Some(user) => user.clone(),
+    let user = match settings.get_user() {
+        Some(user) => user.to_string(),
         None => {
             // Azure without PGUSER: the role is the token's identity.
-            let auth =
-                Auth::from_settings(settings, AuthOptions::default().background_refresh(false))
-                    .await?;
+            let mut credential = CredentialConfig::new(settings.clone());
+            credential.disable_background_refresh();
+            let auth = credential.build_auth().await?;
             let user = served_user(settings, &auth).await;
             auth.dispose().await;
             user?

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cloud_pg_auth::engine::CredentialConfig;
 use cloud_pg_auth::net::Endpoint;
 use cloud_pg_auth::tls::TlsPolicy;
 use cloud_pg_auth::{Auth, AuthOptions, Secret, Settings};
@@ -152,7 +153,7 @@ pub struct ProxyStats {
 }
 
 /// What every connection task shares.
-pub(crate) struct Shared {
+pub(crate) struct ProxyState {
     pub endpoint: Endpoint,
     pub policy: TlsPolicy,
     pub auth: Auth,
@@ -172,7 +173,7 @@ pub(crate) struct Shared {
     stats: watch::Sender<ProxyStats>,
 }
 
-impl Shared {
+impl ProxyState {
     pub(crate) fn count(&self, change: impl FnOnce(&mut ProxyStats)) {
         self.stats.send_modify(change);
     }
@@ -180,7 +181,7 @@ impl Shared {
 
 /// A bound proxy, not yet accepting: [`Proxy::run`] serves it.
 pub struct Proxy {
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
     listener: Listener,
     shutdown_timeout: Duration,
     shutdown: watch::Receiver<bool>,
@@ -285,7 +286,7 @@ pub(crate) async fn served_user(
 /// The databases served: the configured one (libpq's default, the user name, when unset)
 /// and `extra`.
 pub(crate) fn served_databases(settings: &Settings, user: &str, extra: &[String]) -> Vec<String> {
-    let mut databases = vec![settings.dbname.clone().unwrap_or_else(|| user.to_string())];
+    let mut databases = vec![settings.get_dbname().unwrap_or(user).to_string()];
     for d in extra {
         if !databases.contains(d) {
             databases.push(d.clone());
@@ -314,7 +315,9 @@ impl Proxy {
         let method = settings
             .resolved_method()
             .map_err(cloud_pg_auth::Error::from)?;
-        let auth = Auth::from_settings(settings, options.auth.clone()).await?;
+        let mut credential = CredentialConfig::new(settings.clone());
+        credential.set_auth_options(options.auth.clone());
+        let auth = credential.build_auth().await?;
         let user = match served_user(settings, &auth).await {
             Ok(user) => user,
             Err(e) => {
@@ -332,17 +335,17 @@ impl Proxy {
         let databases = served_databases(settings, &user, &options.databases);
         let (stats, _) = watch::channel(ProxyStats::default());
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let shared = Shared {
+        let shared = ProxyState {
             endpoint,
             policy,
             auth,
             user,
             databases,
             method: method.as_str(),
-            application_name: settings.application_name.clone(),
+            application_name: settings.get_application_name().map(str::to_string),
             connect_timeout: options
                 .connect_timeout
-                .or(settings.connect_timeout)
+                .or(settings.get_connect_timeout())
                 .unwrap_or(Duration::from_secs(10)),
             startup_timeout: options.startup_timeout,
             local_tls,

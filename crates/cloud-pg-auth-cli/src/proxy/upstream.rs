@@ -8,15 +8,16 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use cloud_pg_auth::AccessToken;
+use cloud_pg_auth::engine::chain_text;
 use cloud_pg_auth::net::{Upstream, open_upstream};
-use cloud_pg_auth::{AccessToken, chain_text};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::Shared;
+use super::ProxyState;
 use super::wire;
 
 /// A logged-in upstream session, ready to relay.
@@ -52,7 +53,7 @@ enum Attempt {
 /// Logs in as the served role to `database`, passing the client's other startup
 /// parameters (`params`) through.
 pub(crate) async fn login(
-    shared: &Shared,
+    shared: &ProxyState,
     database: &str,
     params: &[(String, String)],
 ) -> Result<Opened, Failed> {
@@ -108,7 +109,7 @@ pub(crate) async fn login(
     }
 }
 
-fn unreachable(shared: &Shared, reason: String) -> Attempt {
+fn unreachable(shared: &ProxyState, reason: String) -> Attempt {
     Attempt::Failed(Failed {
         client_error: wire::error_response(
             "08001",
@@ -134,7 +135,7 @@ fn protocol(reason: String) -> Attempt {
 }
 
 async fn attempt(
-    shared: &Shared,
+    shared: &ProxyState,
     token: &AccessToken,
     database: &str,
     params: &[(String, String)],

@@ -4,11 +4,11 @@
 #![allow(dead_code)]
 
 use cloud_pg_auth::Env;
-use cloud_pg_auth_cli::{Outcome, run};
+use cloud_pg_auth_cli::{ExitAction, run};
 use cloud_pg_auth_testkit::Emulator;
 
 /// The emulator's exports plus `PATH`, with `overrides` on top (an empty value unsets).
-pub fn vars(emulator: &Emulator, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn vars(emulator: &Emulator, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut vars = emulator.env();
     vars.push((
         "PATH".to_string(),
@@ -24,29 +24,29 @@ pub fn vars(emulator: &Emulator, overrides: &[(&str, &str)]) -> Vec<(String, Str
 }
 
 /// [`vars`] as the library's `Env`.
-pub fn env(emulator: &Emulator, overrides: &[(&str, &str)]) -> Env {
+pub(crate) fn env(emulator: &Emulator, overrides: &[(&str, &str)]) -> Env {
     Env::from_pairs(vars(emulator, overrides))
 }
 
 /// What an in-process run produced.
 #[derive(Debug)]
-pub struct Ran {
-    pub outcome: Outcome,
+pub(crate) struct Ran {
+    pub outcome: ExitAction,
     pub out: String,
     pub err: String,
 }
 
 impl Ran {
-    pub fn code(&self) -> Option<u8> {
+    pub(crate) fn code(&self) -> Option<u8> {
         match self.outcome {
-            Outcome::Exit(code) => Some(code),
-            Outcome::Exec(_) => None,
+            ExitAction::Exit(code) => Some(code),
+            ExitAction::Exec(_) => None,
         }
     }
 }
 
 /// Runs `pgauth ARGS` in-process.
-pub async fn pgauth(args: &[&str], env: &Env) -> Ran {
+pub(crate) async fn pgauth(args: &[&str], env: &Env) -> Ran {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let mut out = Vec::new();
     let mut err = Vec::new();
@@ -59,7 +59,7 @@ pub async fn pgauth(args: &[&str], env: &Env) -> Ran {
 }
 
 /// The `export NAME='value'` lines of `pgauth env`, unquoted.
-pub fn parse_exports(text: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_exports(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| l.strip_prefix("export "))
         .filter_map(|l| l.split_once('='))

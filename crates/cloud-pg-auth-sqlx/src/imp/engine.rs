@@ -300,7 +300,7 @@ impl PooledEngineBuilder {
         let target = Arc::new(Target::from_settings(&credential.login_settings())?);
         target.ensure_relay()?;
         let clock = credential.auth_options().clock_handle();
-        let auth = credential.build_auth(true).await?;
+        let auth = credential.build_auth().await?;
         let mut options = PoolBuilder::new()
             .max_connections(u32::try_from(self.config.max_size()).unwrap_or(u32::MAX))
             .max_lifetime(self.config.max_lifetime())
@@ -340,7 +340,7 @@ impl PooledEngineBuilder {
             lifecycle.watch(),
         ));
         if let Err(error) = tokens.install_current().await {
-            tracing::warn!(error = %cloud_pg_auth::chain_text(&error), "no token yet; the first checkout tries again");
+            tracing::warn!(error = %cloud_pg_auth::engine::chain_text(&error), "no token yet; the first checkout tries again");
         }
         *watcher.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(tokens.spawn_watcher(changes));

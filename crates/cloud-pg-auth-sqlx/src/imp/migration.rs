@@ -213,12 +213,13 @@ impl MigrationEngineBuilder {
     cloud_pg_auth::credential_builder_methods!(config);
 
     /// Builds the credential. No connection is opened yet.
-    pub async fn build(self) -> Result<MigrationEngine, Error> {
+    pub async fn build(mut self) -> Result<MigrationEngine, Error> {
         let target = Target::from_settings(&self.config.login_settings())?;
         target.ensure_relay()?;
         // A refresher would live on the runtime that builds the engine, which is often a
         // throwaway one; each connect fetches a token when needed instead.
-        let auth = self.config.build_auth(false).await?;
+        self.config.disable_background_refresh();
+        let auth = self.config.build_auth().await?;
         Ok(MigrationEngine {
             lifecycle: Lifecycle::new(auth, Duration::ZERO),
             target: Arc::new(target),

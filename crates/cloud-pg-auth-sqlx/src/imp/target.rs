@@ -40,10 +40,10 @@ impl Target {
             .port(endpoint.port())
             .ssl_mode(PgSslMode::Disable)
             .password("");
-        if let Some(db) = &settings.dbname {
+        if let Some(db) = settings.get_dbname() {
             options = options.database(db);
         }
-        if let Some(app) = &settings.application_name {
+        if let Some(app) = settings.get_application_name() {
             options = options.application_name(app);
         }
         let relay = match endpoint.unix_socket_dir() {
@@ -55,7 +55,7 @@ impl Target {
                 let relay = Relay::bind(
                     endpoint.clone(),
                     login.tls().clone(),
-                    settings.connect_timeout,
+                    settings.get_connect_timeout(),
                 )?;
                 options = route(options, &relay, endpoint.port());
                 Some(relay)

@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cloud_pg_auth::clock::ManualClock;
+use cloud_pg_auth::engine::chain_text;
 use cloud_pg_auth::testing::{FakeSource, offline_password_settings};
 use cloud_pg_auth::tls::CertCheck;
-use cloud_pg_auth::{AuthOptions, Env, Settings, SslMode, TokenErrorKind, chain_text};
+use cloud_pg_auth::{AuthOptions, Env, Settings, SslMode, TokenErrorKind};
 use cloud_pg_auth_testkit::tls::TestCa;
 use cloud_pg_auth_testkit::{PATIENCE, poll_until};
 use sqlx::postgres::PgSslMode;
@@ -17,7 +18,7 @@ use super::sqlx;
 use super::target::Target;
 use super::{
     DEFAULT_CONNECTION_TIMEOUT, DEFAULT_DISPOSE_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE,
-    Error, MigrationEngine, PooledEngine, PooledEngineBuilder,
+    Error, MigrationEngine, PooledEngine,
 };
 use crate::relay::error_response;
 
@@ -154,9 +155,10 @@ fn tls_modes_never_send_a_token_unverified() {
         }
     }
     // Settings built in code skip `from_env_vars`; the adapter still refuses.
-    let mut settings =
-        Settings::from_env_vars(&env(&[("PGAUTH_METHOD", "aws"), ("PGUSER", "app"), RDS])).unwrap();
-    settings.ssl_mode = Some(SslMode::Disable);
+    let settings =
+        Settings::from_env_vars(&env(&[("PGAUTH_METHOD", "aws"), ("PGUSER", "app"), RDS]))
+            .unwrap()
+            .ssl_mode(SslMode::Disable);
     let error = Target::from_settings(&settings).unwrap_err();
     assert!(chain_text(&error).contains("PGSSLMODE"), "{error}");
 }
@@ -299,36 +301,6 @@ async fn defaults() {
     assert_eq!(options.get_idle_timeout(), Some(Duration::from_secs(5)));
     assert_eq!(engine.status().pool.unwrap().max_size, 3);
     engine.dispose().await;
-}
-
-/// Options sqlx would accept and then misbehave with (no connections, connections closed at
-/// once, checkouts that always time out) are refused at build, naming the method, before any
-/// credential is made.
-#[tokio::test]
-async fn the_builder_refuses_options_no_pool_can_work_with() {
-    type Change = fn(PooledEngineBuilder) -> PooledEngineBuilder;
-    let cases: [(Change, &str); 3] = [
-        (|b| b.max_size(0), "max_size"),
-        (|b| b.max_lifetime(Duration::ZERO), "max_lifetime"),
-        (
-            |b| b.connection_timeout(Duration::ZERO),
-            "connection_timeout",
-        ),
-    ];
-    for (change, setting) in cases {
-        let (clock, source) = fake();
-        let builder = PooledEngine::builder(settings())
-            .token_source(source.clone())
-            .auth_options(on(&clock, false));
-        let error = change(builder).build().await.unwrap_err();
-        match &error {
-            Error::Auth(cloud_pg_auth::Error::Config(config)) => {
-                assert_eq!(config.setting(), setting, "{error}");
-            }
-            other => panic!("{setting}: {other:?}"),
-        }
-        assert_eq!(source.calls(), 0, "{setting}: no credential was built");
-    }
 }
 
 /// A process that slept or was suspended past the token's expiry: the first checkout after

@@ -100,7 +100,7 @@ impl Tokens {
                     .as_ref()
                     .is_some_and(|i| i.expires_at.is_none_or(|at| now < at));
                 if usable {
-                    tracing::warn!(error = %cloud_pg_auth::chain_text(&error), "token refresh failed; the installed token is still valid");
+                    tracing::warn!(error = %cloud_pg_auth::engine::chain_text(&error), "token refresh failed; the installed token is still valid");
                     Ok(())
                 } else {
                     Err(error)
@@ -189,7 +189,7 @@ async fn watch_tokens(tokens: Weak<Tokens>, mut changes: watch::Receiver<u64>) {
             return;
         };
         if let Err(error) = tokens.install_current().await {
-            tracing::warn!(error = %cloud_pg_auth::chain_text(&error), "could not install the new token");
+            tracing::warn!(error = %cloud_pg_auth::engine::chain_text(&error), "could not install the new token");
         }
     }
 }

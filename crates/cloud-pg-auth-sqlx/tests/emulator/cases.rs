@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use super::adapter::sqlx::migrate::Migrator;
 use super::adapter::{Error, MigrationEngine, PooledEngine, sqlx};
+use cloud_pg_auth::engine::chain_text;
 use cloud_pg_auth::testing::{on_throwaway_runtime, password_settings_from};
-use cloud_pg_auth::{AccessToken, CallbackSource, RootCerts, Settings, SslMode, chain_text};
+use cloud_pg_auth::{AccessToken, CallbackSource, RootCerts, Settings, SslMode};
 use cloud_pg_auth_testkit::tls::TestCa;
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
 use cloud_pg_auth_testkit::{PATIENCE, poll_until};

@@ -13,7 +13,7 @@ use super::scram::verify_password;
 use crate::Error;
 use crate::aws::{VerifyParams, verify_rds_token};
 use crate::azure::{self, Cloud, Identity, RoleMapping, SigningKey, Tenant};
-use crate::state::{FaultState, Shared};
+use crate::state::{ControlState, FaultState};
 
 pub(crate) struct AwsSettings {
     pub access_key_id: String,
@@ -37,8 +37,8 @@ struct RoleInfo {
 }
 
 /// State shared by the tasks of one emulator.
-pub(crate) struct Core {
-    pub shared: Shared,
+pub(crate) struct EmulatorState {
+    pub shared: ControlState,
     pub cloud: Cloud,
     pub tenant: Tenant,
     pub key: SigningKey,
@@ -66,7 +66,7 @@ const ROLE_QUERY: &str = "SELECT a.rolpassword, \
      FROM pg_catalog.pg_authid a LEFT JOIN pgaadauth.principals p ON p.roleid = a.oid \
      WHERE a.rolname = $1";
 
-impl Core {
+impl EmulatorState {
     pub(crate) fn authority_base(&self) -> String {
         format!("https://127.0.0.1:{}", self.entra_port)
     }

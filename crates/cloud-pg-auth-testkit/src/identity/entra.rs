@@ -11,11 +11,14 @@ use serde_json::json;
 use super::errors::{entra_error, fault_response};
 use super::serve::{Body, json_response, read_body};
 use crate::azure::{FEDERATED_AUDIENCE, FederatedClaims, IdentityKind};
-use crate::emulator::Core;
+use crate::emulator::EmulatorState;
 use crate::state::Endpoint;
 use crate::util::{ct_eq, now_unix, rfc3339};
 
-pub(crate) async fn handle_entra(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle_entra(
+    core: Arc<EmulatorState>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let is_token = req.method() == Method::POST
@@ -100,7 +103,7 @@ pub(crate) async fn handle_entra(core: Arc<Core>, req: Request<Incoming>) -> Res
     }
 }
 
-fn token_endpoint(core: &Core, tenant: &str, body: &[u8]) -> Response<Body> {
+fn token_endpoint(core: &EmulatorState, tenant: &str, body: &[u8]) -> Response<Body> {
     if !core.known_tenant(tenant) {
         return entra_error(
             400,
@@ -229,7 +232,7 @@ fn token_endpoint(core: &Core, tenant: &str, body: &[u8]) -> Response<Body> {
     }
 }
 
-fn check_assertion(core: &Core, assertion: &str) -> Result<(), Box<Response<Body>>> {
+fn check_assertion(core: &EmulatorState, assertion: &str) -> Result<(), Box<Response<Body>>> {
     use jsonwebtoken::errors::ErrorKind;
     let invalid =
         |code: u32, desc: String| Box::new(entra_error(400, "invalid_client", code, &desc));

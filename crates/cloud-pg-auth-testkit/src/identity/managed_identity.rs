@@ -10,12 +10,12 @@ use serde_json::json;
 use super::errors::{fault_response, imds_error};
 use super::serve::{Body, json_response, query_pairs};
 use crate::azure::{Identity, IdentityKind};
-use crate::emulator::Core;
+use crate::emulator::EmulatorState;
 use crate::state::Endpoint;
 use crate::util::{ct_eq, now_unix};
 
 pub(crate) async fn handle_managed_identity(
-    core: Arc<Core>,
+    core: Arc<EmulatorState>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/');

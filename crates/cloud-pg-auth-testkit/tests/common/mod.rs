@@ -5,14 +5,14 @@ use std::path::PathBuf;
 
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
 
-pub async fn emulator() -> Emulator {
+pub(crate) async fn emulator() -> Emulator {
     Emulator::start(EmulatorOptions::default())
         .await
         .expect("start the emulator")
 }
 
 /// The SQLSTATE and message of a refused login.
-pub fn db_error(e: &tokio_postgres::Error) -> (String, String) {
+pub(crate) fn db_error(e: &tokio_postgres::Error) -> (String, String) {
     match e.as_db_error() {
         Some(db) => (db.code().code().to_string(), db.message().to_string()),
         None => ("".into(), e.to_string()),
@@ -20,7 +20,11 @@ pub fn db_error(e: &tokio_postgres::Error) -> (String, String) {
 }
 
 /// Logs in through the front and returns `current_user`, or the SQLSTATE and message.
-pub async fn login(em: &Emulator, user: &str, password: &str) -> Result<String, (String, String)> {
+pub(crate) async fn login(
+    em: &Emulator,
+    user: &str,
+    password: &str,
+) -> Result<String, (String, String)> {
     let client = em.connect(user, password).await.map_err(|e| db_error(&e))?;
     let row = client
         .query_one("SELECT current_user::text", &[])
@@ -30,7 +34,7 @@ pub async fn login(em: &Emulator, user: &str, password: &str) -> Result<String, 
 }
 
 /// `psql` next to the server binaries.
-pub fn psql() -> PathBuf {
+pub(crate) fn psql() -> PathBuf {
     let bin = cloud_pg_auth_testkit::postgres::find_bin_dir().expect("postgresql binaries");
     let p = bin.join("psql");
     if p.is_file() {
@@ -42,7 +46,11 @@ pub fn psql() -> PathBuf {
 
 /// Runs `psql -Atc sql` with the emulator's exports plus `extra` variables; returns
 /// (success, stdout, stderr).
-pub async fn run_psql(em: &Emulator, extra: &[(&str, &str)], sql: &str) -> (bool, String, String) {
+pub(crate) async fn run_psql(
+    em: &Emulator,
+    extra: &[(&str, &str)],
+    sql: &str,
+) -> (bool, String, String) {
     let mut cmd = tokio::process::Command::new(psql());
     cmd.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]);
     for var in [

@@ -114,19 +114,20 @@ pub(crate) fn signing_host(host: &str, setting: &str) -> Result<String, ConfigEr
     Ok(host.to_string())
 }
 
-/// Settings of the AWS token source. Build with [`AwsOptions::from_env`] or in code.
+/// Settings of the AWS token source. Build with [`AwsOptions::from_env`] or in code with
+/// `AwsOptions::default()` and the builder methods, each named after the setting.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsOptions {
     /// The region to sign for (`AWS_REGION`, else `AWS_DEFAULT_REGION`); parsed from an RDS
     /// host name when unset.
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// The port to sign instead of the one connected to (`PGAUTH_AWS_SIGNING_PORT`), for a
     /// tunnel whose local port differs from the instance's. There is no signing *host*: the
     /// token is always made for `host`, the very name TLS verifies; a tunnel or a private
     /// address goes in `hostaddr` (`PGHOSTADDR`).
-    pub signing_port: Option<u16>,
+    pub(crate) signing_port: Option<u16>,
     /// The shared config profile for credentials (`AWS_PROFILE`).
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
 }
 
 /// Environment variables [`AwsOptions::from_env`] reads. `AwsSource::load` (feature `aws`)
@@ -215,6 +216,33 @@ impl AwsOptions {
                 ),
             )
         })
+    }
+
+    /// Sets the region to sign for (`AWS_REGION`).
+    #[must_use]
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Sets the port to sign instead of the one connected to (`PGAUTH_AWS_SIGNING_PORT`).
+    #[must_use]
+    pub fn signing_port(mut self, port: u16) -> Self {
+        self.signing_port = Some(port);
+        self
+    }
+
+    /// Sets the shared config profile for credentials (`AWS_PROFILE`).
+    #[must_use]
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// The port signed instead of the one connected to, when set.
+    #[must_use]
+    pub fn get_signing_port(&self) -> Option<u16> {
+        self.signing_port
     }
 }
 

@@ -19,8 +19,9 @@ use super::{AwsOptions, TOKEN_LIFETIME, signing_host, validate_username};
 use crate::env::Env;
 use crate::error::{ConfigError, Error, TokenError, TokenErrorKind};
 use crate::source::{SourceInfo, TokenSource};
+use crate::status::rfc3339;
 use crate::token::{TokenDetails, UsernameSource};
-use crate::{AccessToken, Secret, rfc3339};
+use crate::{AccessToken, Secret};
 
 /// RDS and Aurora IAM auth tokens.
 ///

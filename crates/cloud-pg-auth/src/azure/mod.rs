@@ -43,7 +43,7 @@ pub use cloud::{AzureCloud, cloud_for_host};
 pub use credential::{AzureCredentialKind, UserAssigned};
 pub use jwt::JwtClaims;
 pub use options::{AzureOptions, DEFAULT_TIMEOUT, ENV_VARS};
-pub use username::{guid_username_warning, username_required_error};
+pub use username::{guid_username_warning, is_guid, username_required_error};
 
 #[cfg(feature = "azure")]
 mod federated;

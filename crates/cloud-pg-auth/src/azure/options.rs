@@ -15,44 +15,44 @@ use crate::error::ConfigError;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Settings of the Azure token source. Build with [`AzureOptions::from_env`] or in code with
-/// `AzureOptions { .., ..Default::default() }`.
+/// `AzureOptions::default()` and the builder methods, each named after the setting.
 #[derive(Clone)]
 pub struct AzureOptions {
     /// The cloud (`PGAUTH_AZURE_CLOUD`): picks the scope and the authority.
-    pub cloud: AzureCloud,
+    pub(crate) cloud: AzureCloud,
     /// The credential kind (`PGAUTH_AZURE_CREDENTIAL`).
-    pub credential: AzureCredentialKind,
+    pub(crate) credential: AzureCredentialKind,
     /// Spells out the cloud's scope (`PGAUTH_AZURE_SCOPE`). Only the Azure Database for
     /// PostgreSQL audience of the cloud is accepted: any other would put a token for another
     /// service on the wire as a password.
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
     /// A user-assigned managed identity. When unset, a managed identity falls back to
     /// `client_id` (as `AZURE_CLIENT_ID` does), then to the system-assigned identity.
-    pub managed_identity: Option<UserAssigned>,
+    pub(crate) managed_identity: Option<UserAssigned>,
     /// The Entra tenant (`AZURE_TENANT_ID`), for workload identity and client secrets.
-    pub tenant_id: Option<String>,
+    pub(crate) tenant_id: Option<String>,
     /// The application's client id (`AZURE_CLIENT_ID`).
-    pub client_id: Option<String>,
+    pub(crate) client_id: Option<String>,
     /// A service principal's client secret (`AZURE_CLIENT_SECRET`).
-    pub client_secret: Option<Secret>,
+    pub(crate) client_secret: Option<Secret>,
     /// The federated token file of workload identity (`AZURE_FEDERATED_TOKEN_FILE`).
-    pub federated_token_file: Option<PathBuf>,
+    pub(crate) federated_token_file: Option<PathBuf>,
     /// The Entra authority as an `https` URL (`AZURE_AUTHORITY_HOST`); the cloud's by default.
-    pub authority_host: Option<String>,
+    pub(crate) authority_host: Option<String>,
     /// A PEM file of extra certificate authorities trusted for the authority and identity
     /// endpoints (`PGAUTH_AZURE_CA_FILE`), on top of the system's.
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// Lets `auto` use the VM metadata endpoint when nothing else is configured
     /// (`PGAUTH_AZURE_MANAGED_IDENTITY=1`).
-    pub managed_identity_opt_in: bool,
+    pub(crate) managed_identity_opt_in: bool,
     /// The App Service / Container Apps identity endpoint (`IDENTITY_ENDPOINT`).
-    pub identity_endpoint: Option<String>,
+    pub(crate) identity_endpoint: Option<String>,
     /// The secret header value that goes with it (`IDENTITY_HEADER`).
-    pub identity_header: Option<Secret>,
+    pub(crate) identity_header: Option<Secret>,
     /// The search path used to find and run `az` (`PATH`); the process's `PATH` when unset.
-    pub cli_search_path: Option<OsString>,
+    pub(crate) cli_search_path: Option<OsString>,
     /// The time allowed for one token request. [`DEFAULT_TIMEOUT`] by default.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Default for AzureOptions {
@@ -74,6 +74,129 @@ impl Default for AzureOptions {
             cli_search_path: None,
             timeout: DEFAULT_TIMEOUT,
         }
+    }
+}
+
+/// Builder methods: each sets one option and returns the options.
+impl AzureOptions {
+    /// Sets the cloud (`PGAUTH_AZURE_CLOUD`).
+    #[must_use]
+    pub fn cloud(mut self, cloud: AzureCloud) -> Self {
+        self.cloud = cloud;
+        self
+    }
+
+    /// Sets the credential kind (`PGAUTH_AZURE_CREDENTIAL`).
+    #[must_use]
+    pub fn credential(mut self, credential: AzureCredentialKind) -> Self {
+        self.credential = credential;
+        self
+    }
+
+    /// Spells out the scope (`PGAUTH_AZURE_SCOPE`); only the cloud's database audience is
+    /// accepted.
+    #[must_use]
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Sets the user-assigned managed identity.
+    #[must_use]
+    pub fn managed_identity(mut self, identity: UserAssigned) -> Self {
+        self.managed_identity = Some(identity);
+        self
+    }
+
+    /// Sets the Entra tenant (`AZURE_TENANT_ID`).
+    #[must_use]
+    pub fn tenant_id(mut self, tenant_id: impl Into<String>) -> Self {
+        self.tenant_id = Some(tenant_id.into());
+        self
+    }
+
+    /// Sets the application's client id (`AZURE_CLIENT_ID`).
+    #[must_use]
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Sets a service principal's client secret (`AZURE_CLIENT_SECRET`).
+    #[must_use]
+    pub fn client_secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
+    /// Sets the federated token file of workload identity (`AZURE_FEDERATED_TOKEN_FILE`).
+    #[must_use]
+    pub fn federated_token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.federated_token_file = Some(path.into());
+        self
+    }
+
+    /// Sets the Entra authority, an `https` URL (`AZURE_AUTHORITY_HOST`).
+    #[must_use]
+    pub fn authority_host(mut self, url: impl Into<String>) -> Self {
+        self.authority_host = Some(url.into());
+        self
+    }
+
+    /// Sets a PEM file of extra certificate authorities for the authority and identity
+    /// endpoints (`PGAUTH_AZURE_CA_FILE`).
+    #[must_use]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Lets `auto` use the VM metadata endpoint (`PGAUTH_AZURE_MANAGED_IDENTITY`).
+    #[must_use]
+    pub fn managed_identity_opt_in(mut self, opt_in: bool) -> Self {
+        self.managed_identity_opt_in = opt_in;
+        self
+    }
+
+    /// Sets the App Service / Container Apps identity endpoint (`IDENTITY_ENDPOINT`).
+    #[must_use]
+    pub fn identity_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.identity_endpoint = Some(url.into());
+        self
+    }
+
+    /// Sets the secret header value that goes with the identity endpoint (`IDENTITY_HEADER`).
+    #[must_use]
+    pub fn identity_header(mut self, header: impl Into<Secret>) -> Self {
+        self.identity_header = Some(header.into());
+        self
+    }
+
+    /// Sets the search path used to find and run `az` (`PATH`).
+    #[must_use]
+    pub fn cli_search_path(mut self, path: impl Into<OsString>) -> Self {
+        self.cli_search_path = Some(path.into());
+        self
+    }
+
+    /// Sets the time allowed for one token request.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The cloud.
+    #[must_use]
+    pub fn get_cloud(&self) -> AzureCloud {
+        self.cloud
+    }
+
+    /// The credential kind as set; [`AzureOptions::resolve_credential`] says what `auto`
+    /// resolves to.
+    #[must_use]
+    pub fn get_credential(&self) -> AzureCredentialKind {
+        self.credential
     }
 }
 

@@ -26,7 +26,8 @@ use super::managed_identity::{ManagedIdentityClient, RawToken};
 use super::{AzureCredentialKind, AzureOptions, Choice, DEFAULT_TIMEOUT, JwtClaims};
 use crate::error::{ConfigError, Error, TokenError, TokenErrorKind};
 use crate::source::{SourceInfo, TokenSource};
-use crate::{AccessToken, Secret, rfc3339};
+use crate::status::rfc3339;
+use crate::{AccessToken, Secret};
 
 /// Microsoft Entra tokens for Azure Database for PostgreSQL.
 ///
@@ -483,5 +484,5 @@ fn innermost_kind(error: &azure_core::Error) -> ErrorKind {
 
 /// An error and its causes on one line.
 fn chain(error: &(dyn StdError + 'static)) -> String {
-    crate::chain_text(error).replace('\n', " ")
+    crate::error::chain_text(error).replace('\n', " ")
 }

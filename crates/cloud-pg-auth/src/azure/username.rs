@@ -7,7 +7,7 @@ use crate::token::TokenDetails;
 /// a warning: Azure Database for PostgreSQL expects the identity's display name as the role.
 #[must_use]
 pub fn guid_username_warning(user: &str, details: &TokenDetails) -> Option<String> {
-    if !looks_like_guid(user) {
+    if !is_guid(user) {
         return None;
     }
     if !details.ids.iter().any(|id| id.eq_ignore_ascii_case(user)) {
@@ -40,8 +40,10 @@ pub fn username_required_error(details: &TokenDetails) -> ConfigError {
     )
 }
 
-/// Whether `s` is shaped like `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex digits).
-fn looks_like_guid(s: &str) -> bool {
+/// Whether `s` is shaped like `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex digits): an Entra
+/// object id, client id or tenant id.
+#[must_use]
+pub fn is_guid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
         && groups

@@ -16,19 +16,19 @@ use crate::source::TokenSource;
 
 /// What a finished fetch left: the new token, or `None` after a failure (recorded in the
 /// cache's state, where `no_valid_token` finds it).
-type Outcome = Option<AccessToken>;
+type Fetched = Option<AccessToken>;
 
 /// A fetch in progress, as its waiters see it.
 #[derive(Clone)]
 pub(super) struct Flight {
     id: u64,
-    outcome: watch::Receiver<Option<Outcome>>,
+    outcome: watch::Receiver<Option<Fetched>>,
     task: AbortHandle,
 }
 
 /// How waiting for a flight ended.
 pub(super) enum Waited {
-    Done(Outcome),
+    Done(Fetched),
     /// The task ended without an outcome (its runtime shut down) or overran every timeout
     /// (its runtime is no longer driven): nobody will record this fetch.
     Lost,
@@ -101,7 +101,7 @@ async fn run(
     cache: Weak<Inner>,
     source: Arc<dyn TokenSource>,
     id: u64,
-    outcome: watch::Sender<Option<Outcome>>,
+    outcome: watch::Sender<Option<Fetched>>,
     timeout: Duration,
     label: String,
 ) {

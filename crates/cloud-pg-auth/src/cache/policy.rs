@@ -8,30 +8,32 @@ use crate::{AccessToken, Secret};
 /// When to refresh and how to back off. Defaults follow what the field learned: refresh when
 /// less than max(5 min, 10 % of the lifetime) remains, at half-life for tokens living over
 /// 2 h, and back off exponentially with jitter after a failure.
+///
+/// Build with `RefreshPolicy::default()` and the builder methods, each named after the
+/// setting.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct RefreshPolicy {
     /// The least time before expiry at which to refresh.
-    pub min_margin: Duration,
+    pub(crate) min_margin: Duration,
     /// The margin as a share of the token's lifetime, when that is larger than `min_margin`.
-    pub margin_fraction: f64,
+    pub(crate) margin_fraction: f64,
     /// The margin never exceeds this share of the lifetime, so that very short tokens
     /// (test set-ups) are not refreshed on every call.
-    pub max_margin_fraction: f64,
+    pub(crate) max_margin_fraction: f64,
     /// Tokens living longer than this refresh at half-life.
-    pub long_lived: Duration,
+    pub(crate) long_lived: Duration,
     /// First wait after a failed fetch.
-    pub backoff_initial: Duration,
+    pub(crate) backoff_initial: Duration,
     /// Longest wait between failed fetches. Also caps a source's `Retry-After` hint: a
     /// longer hint waits this long.
-    pub backoff_max: Duration,
+    pub(crate) backoff_max: Duration,
     /// Random spread applied to each backoff wait, as a share of it (0.0 to 1.0).
-    pub jitter: f64,
+    pub(crate) jitter: f64,
     /// A fetch that takes longer fails with a timeout.
-    pub fetch_timeout: Duration,
+    pub(crate) fetch_timeout: Duration,
     /// The background refresher wakes at least this often to notice wall-clock jumps
     /// (a suspended laptop or VM does not advance tokio's timers).
-    pub max_sleep: Duration,
+    pub(crate) max_sleep: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -47,6 +49,72 @@ impl Default for RefreshPolicy {
             fetch_timeout: Duration::from_secs(30),
             max_sleep: Duration::from_secs(30),
         }
+    }
+}
+
+/// Builder methods: each sets one setting and returns the policy.
+impl RefreshPolicy {
+    /// Sets the least time before expiry at which to refresh.
+    #[must_use]
+    pub fn min_margin(mut self, margin: Duration) -> Self {
+        self.min_margin = margin;
+        self
+    }
+
+    /// Sets the margin as a share of the token's lifetime, used when larger than the least one.
+    #[must_use]
+    pub fn margin_fraction(mut self, fraction: f64) -> Self {
+        self.margin_fraction = fraction;
+        self
+    }
+
+    /// Sets the largest share of the lifetime the margin may take.
+    #[must_use]
+    pub fn max_margin_fraction(mut self, fraction: f64) -> Self {
+        self.max_margin_fraction = fraction;
+        self
+    }
+
+    /// Sets the lifetime above which tokens refresh at half-life.
+    #[must_use]
+    pub fn long_lived(mut self, lifetime: Duration) -> Self {
+        self.long_lived = lifetime;
+        self
+    }
+
+    /// Sets the first wait after a failed fetch.
+    #[must_use]
+    pub fn backoff_initial(mut self, wait: Duration) -> Self {
+        self.backoff_initial = wait;
+        self
+    }
+
+    /// Sets the longest wait between failed fetches (also the cap on `Retry-After` hints).
+    #[must_use]
+    pub fn backoff_max(mut self, wait: Duration) -> Self {
+        self.backoff_max = wait;
+        self
+    }
+
+    /// Sets the random spread of each backoff wait, as a share of it (0.0 to 1.0).
+    #[must_use]
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Sets the time after which a fetch fails with a timeout.
+    #[must_use]
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// Sets how often at least the background refresher wakes to notice wall-clock jumps.
+    #[must_use]
+    pub fn max_sleep(mut self, sleep: Duration) -> Self {
+        self.max_sleep = sleep;
+        self
     }
 }
 
@@ -117,20 +185,20 @@ pub(crate) fn saturating_add(t: SystemTime, mut d: Duration) -> SystemTime {
     }
 }
 
-/// Options of a [`TokenCache`](crate::TokenCache).
+/// Options of a [`TokenCache`](crate::TokenCache): `CacheOptions::default()` and the builder
+/// methods, each named after the setting.
 #[derive(Clone)]
-#[non_exhaustive]
 pub struct CacheOptions {
     /// Refresh timing and backoff.
-    pub policy: RefreshPolicy,
+    pub(crate) policy: RefreshPolicy,
     /// A password used when the source fails and no valid token remains. Only when
     /// explicitly configured (`PGAUTH_FALLBACK_PASSWORD`); each use is counted and logged.
-    pub fallback_password: Option<Secret>,
+    pub(crate) fallback_password: Option<Secret>,
     /// After the server refuses a token, [`TokenCache::invalidate`](crate::TokenCache::invalidate)
     /// drops it so the next call fetches a new one, but at most once per this interval:
     /// within it, a refused token is kept, so a role the server keeps refusing does not cost
     /// one identity request per login attempt. Default 10 s.
-    pub min_invalidate_interval: Duration,
+    pub(crate) min_invalidate_interval: Duration,
 }
 
 impl Default for CacheOptions {

@@ -4,8 +4,8 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::chain_text;
 use crate::clock::ManualClock;
+use crate::error::chain_text;
 use crate::testing::FakeSource;
 use cloud_pg_auth_testkit::{PATIENCE, poll_until};
 

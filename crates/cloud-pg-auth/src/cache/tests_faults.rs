@@ -3,7 +3,7 @@
 
 use super::tests::{HOUR, secret, setup, setup_with};
 use super::*;
-use crate::chain_text;
+use crate::error::chain_text;
 
 #[tokio::test]
 async fn an_unbounded_retry_after_waits_the_backoff_maximum_and_the_cache_keeps_working() {

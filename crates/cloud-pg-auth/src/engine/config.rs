@@ -59,25 +59,31 @@ impl CredentialConfig {
         }
     }
 
+    /// Turns the background refresher off whatever the options say: for migration engines,
+    /// which are short-lived and may run on a runtime that ends soon.
+    pub fn disable_background_refresh(&mut self) {
+        self.auth_options = self.auth_options.clone().background_refresh(false);
+    }
+
     /// Builds the engine's own credential, with the settings' refresh policy and fallback
-    /// password. `background_refresh` off overrides the options (a migration engine).
-    pub async fn build_auth(&self, background_refresh: bool) -> Result<Auth, Error> {
-        let mut options = self.auth_options.clone();
-        options.background_refresh &= background_refresh;
-        Auth::build(&self.settings, self.token_source.clone(), options).await
+    /// password: the one way to make a credential from settings.
+    pub async fn build_auth(&self) -> Result<Auth, Error> {
+        Auth::build(
+            &self.settings,
+            self.token_source.clone(),
+            self.auth_options.clone(),
+        )
+        .await
     }
 
     /// Builds the engine's own credential and a tokio-postgres connector using it.
     #[cfg(feature = "tokio-postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
-    pub async fn build_connector(
-        &self,
-        background_refresh: bool,
-    ) -> Result<crate::PgConnector, Error> {
+    pub async fn build_connector(&self) -> Result<crate::PgConnector, Error> {
         let settings = self.login_settings();
         // Validate the target before any credential is made.
         crate::login::LoginTarget::from_settings(&settings)?;
-        let auth = self.build_auth(background_refresh).await?;
+        let auth = self.build_auth().await?;
         crate::PgConnector::new(&settings, auth)
     }
 }

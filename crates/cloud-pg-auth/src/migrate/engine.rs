@@ -135,7 +135,9 @@ impl<F: Driver> MigrationEngineBuilder<F> {
 
     /// Builds the credential. Opens no connection yet.
     pub async fn build(self) -> Result<MigrationEngine<F>, F::Error> {
-        let connector = self.config.build_connector(false).await?;
+        let mut config = self.config;
+        config.disable_background_refresh();
+        let connector = config.build_connector().await?;
         let lifecycle = Lifecycle::new(connector.auth().clone(), std::time::Duration::ZERO);
         Ok(MigrationEngine {
             connector,

@@ -510,3 +510,18 @@ fn a_custom_source_makes_auto_custom_and_keeps_other_methods() {
     assert!(matches!(password.for_source(true), Cow::Borrowed(_)));
     assert_eq!(password.for_source(true).method, AuthMethod::Password);
 }
+
+#[test]
+fn settings_from_a_url_can_drop_the_password_for_a_custom_source() {
+    let url = Settings::from_url("postgres://app:pw@db.example.com/orders").unwrap();
+    assert!(url.get_password().is_some());
+    let custom = url
+        .without_password()
+        .insecure_loopback(true)
+        .for_custom_source();
+    assert_eq!(custom.get_password(), None);
+    assert_eq!(custom.get_method(), AuthMethod::Custom);
+    assert!(custom.get_insecure_loopback());
+    assert_eq!(custom.get_user(), Some("app"));
+    assert_eq!(custom.get_dbname(), Some("orders"));
+}

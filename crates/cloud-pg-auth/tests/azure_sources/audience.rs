@@ -132,7 +132,12 @@ async fn a_token_for_another_audience_never_reaches_postgres() {
             let mut config = CredentialConfig::new(settings);
             config.set_token_source(Arc::new(source));
             config.set_auth_options(AuthOptions::default().background_refresh(false));
-            let connector = config.build_connector(false).await.unwrap();
+            let connector = {
+                config.disable_background_refresh();
+                config.build_connector()
+            }
+            .await
+            .unwrap();
             (connector, credential, token)
         }
     };
@@ -142,7 +147,10 @@ async fn a_token_for_another_audience_never_reaches_postgres() {
         Ok(_) => panic!("an arm token logged in"),
         Err(e) => e,
     };
-    let text = format!("{error} {error:?} {}", cloud_pg_auth::chain_text(&error));
+    let text = format!(
+        "{error} {error:?} {}",
+        cloud_pg_auth::engine::chain_text(&error)
+    );
     match &error {
         Error::Token(e) => assert_eq!(e.kind(), TokenErrorKind::Config, "{text}"),
         other => panic!("expected a token error, got {other:?}"),

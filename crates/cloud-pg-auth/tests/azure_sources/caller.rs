@@ -22,13 +22,13 @@ async fn caller_supplied_credentials() {
     );
     let token = source.fetch().await.unwrap();
     assert_eq!(token.expires_at(), Some(at(later)));
-    assert_eq!(token.details().username.as_deref(), Some("orders-api"));
+    assert_eq!(token.details().get_username(), Some("orders-api"));
     assert_eq!(
         *good.scopes.lock().unwrap(),
         vec![AzureCloud::Public.scope()]
     );
     assert_eq!(source.credential_kind(), None);
-    assert_eq!(source.info().credential_kind.as_deref(), Some("custom"));
+    assert_eq!(source.info().get_credential_kind(), Some("custom"));
 
     let bad = AzureSource::from_credential(
         Arc::new(Fixed {

@@ -133,7 +133,7 @@ async fn azure_cli() {
         let dir = fake_az(&script);
         let mut options = cli_options(&dir, credential);
         if let Some(t) = timeout {
-            options.timeout = t;
+            options = options.timeout(t);
         }
         let source = AzureSource::new(&options).unwrap();
         assert_eq!(
@@ -142,8 +142,8 @@ async fn azure_cli() {
             "{label}"
         );
         assert_eq!(
-            source.info().endpoint,
-            Some(dir.join("az").display().to_string())
+            source.info().get_endpoint(),
+            Some(dir.join("az").display().to_string().as_str())
         );
         check_result(label, source.fetch().await, &want);
         let args = std::fs::read_to_string(dir.join("args")).unwrap();
@@ -157,10 +157,7 @@ async fn azure_cli() {
     // `cli` without `az` on the search path fails at start-up; so does `auto` with nothing.
     let empty = scratch_dir("no-az");
     for credential in ["cli", "auto"] {
-        let options = AzureOptions {
-            cli_search_path: Some(empty.clone().into_os_string()),
-            ..cli_options(&empty, credential)
-        };
+        let options = cli_options(&empty, credential).cli_search_path(empty.clone());
         match AzureSource::new(&options) {
             Err(Error::Config(e)) => {
                 assert_eq!(e.setting(), "PGAUTH_AZURE_CREDENTIAL");

@@ -33,11 +33,9 @@ async fn every_credential_kind_logs_in_through_the_emulator() {
         pairs.extend(extra);
         AzureOptions::from_env(&Env::from_pairs(pairs)).unwrap()
     };
-    let imds = AzureOptions {
-        credential: AzureCredentialKind::ManagedIdentity,
-        managed_identity: Some(UserAssigned::ClientId(emulator.client_id().to_string())),
-        ..Default::default()
-    };
+    let imds = AzureOptions::default()
+        .credential(AzureCredentialKind::ManagedIdentity)
+        .managed_identity(UserAssigned::ClientId(emulator.client_id().to_string()));
     let cases: Vec<(&str, AzureOptions, bool, &str, Option<&str>)> = vec![
         (
             "app service, system-assigned",
@@ -118,7 +116,7 @@ async fn every_credential_kind_logs_in_through_the_emulator() {
         };
         let (source, token) = source;
         let token = token.unwrap_or_else(|e| panic!("{label}: {}", e.chain_text()));
-        assert_eq!(token.details().username.as_deref(), derived, "{label}");
+        assert_eq!(token.details().get_username(), derived, "{label}");
         let client = emulator
             .connect(role, token.secret().expose())
             .await
@@ -128,7 +126,7 @@ async fn every_credential_kind_logs_in_through_the_emulator() {
             .await
             .unwrap();
         assert_eq!(row.get::<_, String>(0), role, "{label}");
-        assert_eq!(source.info().method, "azure");
+        assert_eq!(source.info().get_method(), "azure");
     }
     emulator.stop().await.unwrap();
 }

@@ -167,7 +167,7 @@ async fn workload_identity() {
     let token = source.fetch().await.unwrap();
     assert_eq!(token.expires_at(), Some(at(now + 3599)));
     assert_eq!(
-        token.details().ids,
+        token.details().get_ids(),
         vec![
             "11111111-2222-3333-4444-555555555555".to_string(),
             "66666666-7777-8888-9999-000000000000".to_string()

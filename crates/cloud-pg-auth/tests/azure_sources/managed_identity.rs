@@ -23,7 +23,7 @@ async fn check_app_service(
     let server = Server::start(responses);
     let mut options = app_service_options(&server);
     if let Some(timeout) = timeout {
-        options.timeout = timeout;
+        options = options.timeout(timeout);
     }
     let source = AzureSource::new(&options).unwrap();
     let got = source.fetch().await;
@@ -191,10 +191,7 @@ async fn check_user_assigned(id: UserAssigned, param: &str, value: &str) {
             mi_jwt(later)
         ),
     )]);
-    let options = AzureOptions {
-        managed_identity: Some(id.clone()),
-        ..app_service_options(&server)
-    };
+    let options = app_service_options(&server).managed_identity(id.clone());
     let source = AzureSource::new(&options).unwrap();
     source.fetch().await.unwrap();
     let r = &server.requests()[0];
@@ -205,8 +202,8 @@ async fn check_user_assigned(id: UserAssigned, param: &str, value: &str) {
     );
     assert_eq!(r.query.len(), 3, "{id:?}: {:?}", r.query);
     let info = source.info();
-    assert_eq!(info.credential_kind.as_deref(), Some("managed-identity"));
-    assert!(info.identity.unwrap().contains(value));
+    assert_eq!(info.get_credential_kind(), Some("managed-identity"));
+    assert!(info.get_identity().unwrap().contains(value));
 }
 
 #[tokio::test]
@@ -224,10 +221,7 @@ async fn user_assigned_identities_use_the_app_service_parameter_names() {
 #[tokio::test]
 async fn sources_report_what_they_are() {
     let server = Server::start(vec![reply(500, "")]);
-    let options = AzureOptions {
-        cloud: AzureCloud::UsGov,
-        ..app_service_options(&server)
-    };
+    let options = app_service_options(&server).cloud(AzureCloud::UsGov);
     let source = AzureSource::new(&options).unwrap();
     assert_eq!(source.scope(), AzureCloud::UsGov.scope());
     assert_eq!(
@@ -235,13 +229,10 @@ async fn sources_report_what_they_are() {
         Some(AzureCredentialKind::ManagedIdentity)
     );
     let info = source.info();
-    assert_eq!(info.method, "azure");
-    assert_eq!(info.cloud.as_deref(), Some("usgov"));
-    assert_eq!(
-        info.identity.as_deref(),
-        Some("system-assigned (app service)")
-    );
-    assert_eq!(info.endpoint, Some(server.url("/msi/token")));
+    assert_eq!(info.get_method(), "azure");
+    assert_eq!(info.get_cloud(), Some("usgov"));
+    assert_eq!(info.get_identity(), Some("system-assigned (app service)"));
+    assert_eq!(info.get_endpoint(), Some(server.url("/msi/token").as_str()));
     let printed = format!("{source:?} {source:#?} {options:?}");
     assert!(!printed.contains(MI_HEADER), "{printed}");
     // The scope of the cloud goes on the wire, as a v1 resource.
@@ -305,14 +296,12 @@ async fn imds_managed_identity_through_an_injected_transport() {
     for (label, response, want) in cases {
         let server = Server::start(vec![response]);
         let (transport, original) = Reroute::to(&server);
-        let options = AzureOptions {
-            credential: AzureCredentialKind::ManagedIdentity,
-            managed_identity: Some(UserAssigned::ObjectId("oid-9".into())),
-            ..Default::default()
-        };
+        let options = AzureOptions::default()
+            .credential(AzureCredentialKind::ManagedIdentity)
+            .managed_identity(UserAssigned::ObjectId("oid-9".into()));
         let source = AzureSource::with_http_client(&options, transport).unwrap();
         assert_eq!(
-            source.info().endpoint.as_deref(),
+            source.info().get_endpoint(),
             Some("http://169.254.169.254/metadata/identity/oauth2/token")
         );
         check_result(label, source.fetch().await, &want);

@@ -1,7 +1,7 @@
 //! Start-up errors: a bad CA file, and `Debug` output that hides secrets.
 
 use cloud_pg_auth::Error;
-use cloud_pg_auth::azure::{AzureOptions, AzureSource};
+use cloud_pg_auth::azure::AzureSource;
 
 use crate::support::{CLIENT_SECRET, scratch_dir, secret_options};
 
@@ -14,10 +14,7 @@ fn ca_file_problems_are_config_errors() {
         (dir.join("absent.pem"), "cannot read"),
         (not_pem, "holds no PEM certificate"),
     ] {
-        let options = AzureOptions {
-            ca_file: Some(path.clone()),
-            ..secret_options("public")
-        };
+        let options = secret_options("public").ca_file(path.clone());
         match AzureSource::new(&options) {
             Err(Error::Config(e)) => {
                 assert_eq!(e.setting(), "PGAUTH_AZURE_CA_FILE");

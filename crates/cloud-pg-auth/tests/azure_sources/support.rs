@@ -80,7 +80,7 @@ pub(crate) fn check_result(
     match (got, want) {
         (Ok(token), Want::Token { expires, user }) => {
             assert_eq!(token.expires_at(), Some(at(*expires)), "{label}");
-            assert_eq!(token.details().username.as_deref(), *user, "{label}");
+            assert_eq!(token.details().get_username(), *user, "{label}");
             let printed = format!("{token:?}");
             assert!(!printed.contains(SIGNATURE), "{label}: {printed}");
         }

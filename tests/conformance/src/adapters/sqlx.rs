@@ -6,7 +6,7 @@
 macro_rules! sqlx_adapter {
     ($(#[$doc:meta])* $module:ident, $adapter:ident, $name:literal, $($version:ident)::+) => {
         $(#[$doc])*
-        pub mod $module {
+        pub(super) mod $module {
             use std::path::Path;
                         use crate::adapters::build_pooled;
             use crate::{Adapter, EngineOptions};

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use cloud_pg_auth::{BoxError, chain_text};
+use cloud_pg_auth::BoxError;
+use cloud_pg_auth::engine::chain_text;
 use cloud_pg_auth_testkit::{Emulator, Faults};
 
 use super::stats::{ms, percentile, ratio, round};

@@ -368,7 +368,7 @@ async fn run_bench(args: &[String]) -> Result<bool> {
             Ok(o) => rust_opens = Some(o),
             Err(e) => peer_errors.push(format!(
                 "rust opens: {}",
-                cloud_pg_auth::chain_text(e.as_ref())
+                cloud_pg_auth::engine::chain_text(e.as_ref())
             )),
         }
     }

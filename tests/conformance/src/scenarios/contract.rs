@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cloud_pg_auth::{AuthMethod, Settings};
+use cloud_pg_auth::AuthMethod;
 
 use super::{DropRecorder, PATIENCE, emulator, poll_until, text};
 use crate::{Adapter, EngineOptions, Method};
@@ -17,12 +17,11 @@ use crate::{Adapter, EngineOptions, Method};
 pub async fn drop_with_pool_and_auth_clones_stops_the_refresher<A: Adapter>() {
     let emulator = emulator(Duration::from_secs(3600)).await;
     let (source, dropped) = DropRecorder::new(emulator.password());
-    let settings = Settings {
-        password: None,
-        method: AuthMethod::Auto,
-        ..Method::Password.settings(&emulator)
-    }
-    .for_custom_source();
+    let settings = Method::Password
+        .settings(&emulator)
+        .without_password()
+        .method(AuthMethod::Auto)
+        .for_custom_source();
     let options = EngineOptions {
         token_source: Some(source),
         // bb8 retries a failed login until this passes; keep the scenario short.

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cloud_pg_auth::{
-    AccessToken, AuthMethod, Settings, SourceInfo, StaticPassword, TokenError, TokenSource,
-};
+use cloud_pg_auth::{AccessToken, AuthMethod, SourceInfo, StaticPassword, TokenError, TokenSource};
 
 use super::{PATIENCE, emulator, poll_until, text};
+use cloud_pg_auth_testkit::Emulator;
+
 use crate::{Adapter, EngineOptions, Method};
 
 /// The Python "event loop is closed" bug class: a migration engine created and used in a
@@ -113,29 +113,40 @@ impl TokenSource for DropRecorder {
     }
 }
 
-/// `dispose()` closes the pool, stops every task of ours and drops the credential.
-pub async fn dispose_leaves_no_task_and_no_credential<A: Adapter>() {
-    let emulator = emulator(Duration::from_secs(3600)).await;
-    // The emulator starts some tasks of its own on its first login; let it, before counting.
+/// A password engine whose token source records being dropped, and the number of live tasks
+/// before it was built (the emulator's own tasks, started by a first login, included).
+async fn engine_with_drop_recorder<A: Adapter>(
+    emulator: &Emulator,
+) -> (A::Pooled, Arc<AtomicBool>, usize) {
     emulator
         .connect(emulator.password_role(), emulator.password())
         .await
         .unwrap();
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let baseline = metrics.num_alive_tasks();
-    let settings = Method::Password.settings(&emulator);
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let settings = Method::Password.settings(emulator);
     let (source, dropped) = DropRecorder::new(emulator.password());
-    let settings = Settings {
-        password: None,
-        method: AuthMethod::Auto,
-        ..settings
-    }
-    .for_custom_source();
+    let settings = settings
+        .without_password()
+        .method(AuthMethod::Auto)
+        .for_custom_source();
     let options = EngineOptions {
         token_source: Some(source),
         ..EngineOptions::default()
     };
-    let engine = A::pooled(settings, options).await.unwrap();
+    (
+        A::pooled(settings, options).await.unwrap(),
+        dropped,
+        baseline,
+    )
+}
+
+/// `dispose()` closes the pool, stops every task of ours and drops the credential.
+pub async fn dispose_leaves_no_task_and_no_credential<A: Adapter>() {
+    let emulator = emulator(Duration::from_secs(3600)).await;
+    let (engine, dropped, baseline) = engine_with_drop_recorder::<A>(&emulator).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
     for _ in 0..3 {
         A::current_user(&engine).await.unwrap();
         A::current_user_on_new_connection(&engine).await.unwrap();
@@ -160,25 +171,8 @@ pub async fn dispose_leaves_no_task_and_no_credential<A: Adapter>() {
 /// Dropping an engine without `dispose()` also stops its refresher and drops the credential.
 pub async fn drop_without_dispose_stops_the_refresher<A: Adapter>() {
     let emulator = emulator(Duration::from_secs(3600)).await;
-    emulator
-        .connect(emulator.password_role(), emulator.password())
-        .await
-        .unwrap();
+    let (engine, dropped, baseline) = engine_with_drop_recorder::<A>(&emulator).await;
     let metrics = tokio::runtime::Handle::current().metrics();
-    let baseline = metrics.num_alive_tasks();
-    let settings = Method::Password.settings(&emulator);
-    let (source, dropped) = DropRecorder::new(emulator.password());
-    let settings = Settings {
-        password: None,
-        method: AuthMethod::Auto,
-        ..settings
-    }
-    .for_custom_source();
-    let options = EngineOptions {
-        token_source: Some(source),
-        ..EngineOptions::default()
-    };
-    let engine = A::pooled(settings, options).await.unwrap();
     A::current_user(&engine).await.unwrap();
     assert!(A::auth(&engine).refresher_running());
     drop(engine);

@@ -163,10 +163,7 @@ pub async fn plaintext_is_refused<A: Adapter>() {
         .err()
         .expect("refused at start");
     assert!(text(&error).contains("PGSSLMODE"), "{}", text(&error));
-    let opted_out = Settings {
-        insecure_loopback: true,
-        ..clear
-    };
+    let opted_out = clear.insecure_loopback(true);
     let engine = A::pooled(opted_out, EngineOptions::default())
         .await
         .unwrap();
@@ -214,10 +211,7 @@ pub async fn bad_settings_are_refused<A: Adapter>() {
     .await;
     check::<A>(Settings::default().user("u").password("hunter2"), "PGHOST").await;
     check::<A>(
-        Settings {
-            insecure_loopback: true,
-            ..azure.clone()
-        },
+        azure.clone().insecure_loopback(true),
         "PGAUTH_INSECURE_LOOPBACK",
     )
     .await;
@@ -234,14 +228,12 @@ pub async fn bad_settings_are_refused<A: Adapter>() {
     .await;
     // The opt-out is for loopback: the address dialled decides, not the name.
     check::<A>(
-        Settings {
-            insecure_loopback: true,
-            ..Settings::default()
-                .host("localhost")
-                .hostaddr("10.0.0.5".parse().unwrap())
-                .method(AuthMethod::Azure)
-                .ssl_mode(SslMode::Disable)
-        },
+        Settings::default()
+            .host("localhost")
+            .hostaddr("10.0.0.5".parse().unwrap())
+            .method(AuthMethod::Azure)
+            .ssl_mode(SslMode::Disable)
+            .insecure_loopback(true),
         "PGAUTH_INSECURE_LOOPBACK",
     )
     .await;

@@ -4,14 +4,29 @@
 
 use std::time::Duration;
 
-use cloud_pg_auth_testkit::Faults;
+use cloud_pg_auth::clock::ManualClock;
+use cloud_pg_auth_testkit::{Emulator, Faults};
 
 use super::{PATIENCE, advance_past, emulator, manual_clock, poll_until, text, token_requests};
 use crate::{Adapter, EngineOptions, Method};
 
 /// The emulator's counters of refused logins, which every scenario here wants empty.
-fn logins_rejected(emulator: &cloud_pg_auth_testkit::Emulator) -> u64 {
+fn logins_rejected(emulator: &Emulator) -> u64 {
     emulator.stats().logins_rejected.values().sum()
+}
+
+/// An Azure managed-identity engine whose credential reads a manual clock, after one open
+/// (so its first token is cached).
+async fn warm_engine_on_manual_clock<A: Adapter>(emulator: &Emulator) -> (ManualClock, A::Pooled) {
+    let settings = Method::AzureManagedIdentity.settings(emulator);
+    let (clock, auth) = manual_clock();
+    let options = EngineOptions {
+        auth,
+        ..EngineOptions::default()
+    };
+    let engine = A::pooled(settings, options).await.unwrap();
+    A::current_user_on_new_connection(&engine).await.unwrap();
+    (clock, engine)
 }
 
 /// Token after token, new connections keep opening: one fetch per refresh, each by the
@@ -67,14 +82,7 @@ pub async fn rollover_keeps_opening_connections<A: Adapter>() {
 /// valid; after expiry a clear error naming the endpoint and the cause; recovery after.
 pub async fn outage_is_ridden_out_while_the_token_is_valid<A: Adapter>() {
     let emulator = emulator(Duration::from_secs(3600)).await;
-    let settings = Method::AzureManagedIdentity.settings(&emulator);
-    let (clock, auth) = manual_clock();
-    let options = EngineOptions {
-        auth,
-        ..EngineOptions::default()
-    };
-    let engine = A::pooled(settings, options).await.unwrap();
-    A::current_user_on_new_connection(&engine).await.unwrap();
+    let (clock, engine) = warm_engine_on_manual_clock::<A>(&emulator).await;
     let down = |on| Faults {
         down: Some(on),
         ..Faults::default()
@@ -136,14 +144,7 @@ pub async fn outage_is_ridden_out_while_the_token_is_valid<A: Adapter>() {
 /// one after it.
 pub async fn throttling_is_honoured<A: Adapter>() {
     let emulator = emulator(Duration::from_secs(3600)).await;
-    let settings = Method::AzureManagedIdentity.settings(&emulator);
-    let (clock, auth) = manual_clock();
-    let options = EngineOptions {
-        auth,
-        ..EngineOptions::default()
-    };
-    let engine = A::pooled(settings, options).await.unwrap();
-    A::current_user_on_new_connection(&engine).await.unwrap();
+    let (clock, engine) = warm_engine_on_manual_clock::<A>(&emulator).await;
     emulator
         .set_faults(Faults {
             status: Some(429),
@@ -190,14 +191,7 @@ pub async fn throttling_is_honoured<A: Adapter>() {
 /// A slow identity endpoint: once warm, opens do not wait for the refresh in flight.
 pub async fn slow_endpoint_does_not_delay_opens<A: Adapter>() {
     let emulator = emulator(Duration::from_secs(3600)).await;
-    let settings = Method::AzureManagedIdentity.settings(&emulator);
-    let (clock, auth) = manual_clock();
-    let options = EngineOptions {
-        auth,
-        ..EngineOptions::default()
-    };
-    let engine = A::pooled(settings, options).await.unwrap();
-    A::current_user_on_new_connection(&engine).await.unwrap();
+    let (clock, engine) = warm_engine_on_manual_clock::<A>(&emulator).await;
     assert_eq!(emulator.stats().tokens_issued.total, 1);
     // The refresh reaches the endpoint and is held there far longer than the opens take:
     // longer than the fetch timeout (30 s), so it can neither be answered nor time out
