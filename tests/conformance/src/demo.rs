@@ -118,6 +118,9 @@ async fn pooled_steps<A: Adapter>(
             return Err(format!("logged in as {user}, expected {role}").into());
         }
         row.current_user = Some(user);
+        // sqlx takes a connection back on a task of its own: wait, so every adapter reuses
+        // the one connection and the rows compare.
+        crate::scenarios::settle::<A>(engine).await;
     }
     let before = A::status(engine).auth.expires_at;
     // Azure tokens live TOKEN_LIFETIME here; RDS tokens always live 900 s and a password
