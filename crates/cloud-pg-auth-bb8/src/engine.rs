@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bb8::RunError;
 use cloud_pg_auth::engine::{Lifecycle, PoolConfig, connections_returned};
-use cloud_pg_auth::{Auth, EngineStatus, PgConnector, PoolStatus, Settings};
+use cloud_pg_auth::{Auth, EngineStatus, PgConnector, PoolSettings, PoolStatus, Settings};
 
 use crate::manager::Drain;
 use crate::sink::{LastError, Sink};
@@ -41,6 +41,7 @@ pub struct PooledEngine {
     lifecycle: Lifecycle,
     last_error: LastError,
     drain: Drain,
+    settings: PoolSettings,
 }
 
 impl PooledEngine {
@@ -92,7 +93,8 @@ impl PooledEngine {
         self.lifecycle.auth()
     }
 
-    /// Credential status, connection counters and pool figures (a `/health` payload).
+    /// The verdict, credential status, connection counters, pool figures and the pool's
+    /// configured options (a `/health` payload).
     #[must_use]
     pub fn status(&self) -> EngineStatus {
         let state = self.pool.state();
@@ -103,7 +105,14 @@ impl PooledEngine {
             state.idle_connections as usize,
             waiting,
         );
-        self.connector.engine_status(Some(pool))
+        // bb8's own flag: `configure` may have changed it.
+        let settings = self
+            .settings
+            .with_checkout_validation(self.pool.config().test_on_check_out);
+        self.connector
+            .engine_status(Some(pool))
+            .with_pool_settings(settings)
+            .with_disposed(self.is_disposed())
     }
 
     /// The bb8 pool (for `state`, `dedicated_connection`, ...). A clone of it does not keep
@@ -193,6 +202,7 @@ impl PooledEngineBuilder {
             lifecycle,
             last_error,
             drain,
+            settings: PoolSettings::from(&self.config),
         })
     }
 

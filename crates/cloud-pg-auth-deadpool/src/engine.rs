@@ -4,7 +4,7 @@
 use std::fmt;
 
 use cloud_pg_auth::engine::{Lifecycle, PoolConfig, connections_returned};
-use cloud_pg_auth::{Auth, EngineStatus, PgConnector, PoolStatus, Settings};
+use cloud_pg_auth::{Auth, EngineStatus, PgConnector, PoolSettings, PoolStatus, Settings};
 use deadpool::Runtime;
 use deadpool::managed::Timeouts;
 use deadpool_postgres::RecyclingMethod;
@@ -27,6 +27,7 @@ pub struct PooledEngine {
     pool: Pool,
     connector: PgConnector,
     lifecycle: Lifecycle,
+    settings: PoolSettings,
 }
 
 impl PooledEngine {
@@ -70,16 +71,21 @@ impl PooledEngine {
         &self.connector
     }
 
-    /// Credential status, connection counters and pool figures (a `/health` payload).
+    /// The verdict, credential status, connection counters, pool figures and the pool's
+    /// configured options (a `/health` payload).
     #[must_use]
     pub fn status(&self) -> EngineStatus {
         let figures = self.pool.status();
-        self.connector.engine_status(Some(PoolStatus::new(
+        let pool = PoolStatus::new(
             figures.max_size,
             figures.size,
             figures.available,
             figures.waiting,
-        )))
+        );
+        self.connector
+            .engine_status(Some(pool))
+            .with_pool_settings(self.settings)
+            .with_disposed(self.is_disposed())
     }
 
     /// Closes the pool (idle connections now, checked-out ones when they come back), stops
@@ -146,6 +152,8 @@ impl PooledEngineBuilder {
         config.check()?;
         let connector = config.credential().build_connector().await?;
         let lifecycle = Lifecycle::new(connector.auth().clone(), config.dispose_timeout());
+        let validated = !matches!(self.recycling_method, RecyclingMethod::Fast);
+        let settings = PoolSettings::from(&config).with_checkout_validation(validated);
         let manager = Manager::new(
             connector.clone(),
             self.recycling_method,
@@ -177,6 +185,7 @@ impl PooledEngineBuilder {
             pool,
             connector,
             lifecycle,
+            settings,
         })
     }
 }

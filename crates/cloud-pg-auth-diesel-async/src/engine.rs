@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_pg_auth::engine::{Lifecycle, LifecycleWatch, PoolConfig, connections_returned};
-use cloud_pg_auth::{Auth, EngineStatus, PgConnector, PoolStatus, Settings};
+use cloud_pg_auth::{Auth, EngineStatus, PgConnector, PoolSettings, PoolStatus, Settings};
 use deadpool::Runtime;
 use deadpool::managed::{Hook, HookError};
 use diesel_async::AsyncPgConnection;
@@ -34,6 +34,7 @@ pub struct PooledEngine {
     connector: PgConnector,
     failures: Arc<ConnectFailures>,
     lifecycle: Lifecycle,
+    settings: PoolSettings,
 }
 
 impl PooledEngine {
@@ -78,17 +79,16 @@ impl PooledEngine {
         self.lifecycle.auth()
     }
 
-    /// The credential's status, connection counters and pool figures (a `/health` payload;
-    /// no secrets).
+    /// The verdict, the credential's status, connection counters, pool figures and the
+    /// pool's configured options (a `/health` payload; no secrets).
     #[must_use]
     pub fn status(&self) -> EngineStatus {
         let pool = self.pool.status();
-        self.connector.engine_status(Some(PoolStatus::new(
-            pool.max_size,
-            pool.size,
-            pool.available,
-            pool.waiting,
-        )))
+        let pool = PoolStatus::new(pool.max_size, pool.size, pool.available, pool.waiting);
+        self.connector
+            .engine_status(Some(pool))
+            .with_pool_settings(self.settings)
+            .with_disposed(self.is_disposed())
     }
 
     /// Closes the pool (idle connections close now, checked-out ones when returned), stops
@@ -169,6 +169,8 @@ impl PooledEngineBuilder {
         // Made first, so that a failure below drops the credential with it.
         let lifecycle = Lifecycle::new(connector.auth().clone(), config.dispose_timeout());
         let failures = Arc::new(ConnectFailures::default());
+        let validated = !matches!(self.recycling_method, RecyclingMethod::Fast);
+        let settings = PoolSettings::from(&config).with_checkout_validation(validated);
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.custom_setup = setup_callback(connector.clone(), Arc::clone(&failures));
         manager_config.recycling_method = self.recycling_method;
@@ -194,6 +196,7 @@ impl PooledEngineBuilder {
             connector,
             failures,
             lifecycle,
+            settings,
         })
     }
 }

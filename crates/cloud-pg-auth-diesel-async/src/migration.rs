@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use cloud_pg_auth::PgConnector;
 use cloud_pg_auth::engine::{AppliedMigration, MigrationReport};
-use cloud_pg_auth::migrate::{Driver, Runner};
+use cloud_pg_auth::migrate::{Driver, HISTORY_OWNER_QUERY, HistoryPermissionError, Runner};
 use diesel::RunQueryDsl;
 use diesel::migration::{Migration, MigrationSource};
 use diesel::pg::Pg;
@@ -63,7 +63,7 @@ where
         AsyncConnectionWrapper::from(connection);
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
         .execute(&mut connection)?;
-    let report = run_pending(&mut connection, source);
+    let report = run_pending(&mut connection, source).map_err(|e| explain(&mut connection, e));
     // The lock also ends with the session; unlock anyway so a caller keeping the connection
     // alive longer cannot block others.
     let unlocked = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
@@ -104,6 +104,57 @@ where
         tracing::info!(%version, "migration applied");
     }
     Ok((applied, known.saturating_sub(pending.len())))
+}
+
+/// diesel's history table.
+const HISTORY_TABLE: &str = "__diesel_schema_migrations";
+
+/// Who owns diesel's history and who is logged in (see [`HISTORY_OWNER_QUERY`]).
+#[derive(diesel::QueryableByName)]
+struct HistoryOwnerRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    owner: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    login: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    can_use: bool,
+}
+
+/// A failed run: when the server refused a statement and the history belongs to another role
+/// that this one may not use, the error that says so and what to do; else `error` as it was.
+/// diesel keeps no SQLSTATE, so a database error while the history is out of this role's
+/// reach stands for the refusal.
+fn explain(connection: &mut AsyncConnectionWrapper<AsyncPgConnection>, error: Error) -> Error {
+    let Error::Migrate(source) = error else {
+        return error;
+    };
+    if !from_the_server(source.as_ref()) {
+        return Error::Migrate(source);
+    }
+    let row = diesel::sql_query(HISTORY_OWNER_QUERY)
+        .bind::<diesel::sql_types::Text, _>(HISTORY_TABLE)
+        .get_result::<HistoryOwnerRow>(connection);
+    match row {
+        Ok(row) if row.owner != row.login && !row.can_use => Error::Migrate(Box::new(
+            HistoryPermissionError::new(HISTORY_TABLE, row.owner, row.login, source),
+        )),
+        _ => Error::Migrate(source),
+    }
+}
+
+/// Whether the server answered with an error somewhere in the chain.
+fn from_the_server(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if matches!(
+            error.downcast_ref::<diesel::result::Error>(),
+            Some(diesel::result::Error::DatabaseError(..))
+        ) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// diesel names a migration by its directory (`2026-01-01-000000_create_notes`); the

@@ -52,6 +52,9 @@ mod engine;
 mod error;
 #[path = "imp/migration.rs"]
 mod migration;
+#[cfg(test)]
+#[path = "imp/options_tests.rs"]
+mod options_tests;
 #[path = "imp/target.rs"]
 mod target;
 #[cfg(test)]

@@ -6,3 +6,5 @@ use cloud_pg_auth_sqlx::v0_8 as adapter;
 
 #[path = "emulator/cases.rs"]
 mod cases;
+#[path = "emulator/options.rs"]
+mod options;

@@ -7,6 +7,8 @@ mod refresher;
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_health;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -57,7 +59,8 @@ struct State {
     /// No fetch before this instant (backoff after a failure).
     retry_not_before: Option<SystemTime>,
     consecutive_failures: u32,
-    last_error: Option<TokenError>,
+    /// The last fetch's error, until a fetch succeeds, and when it happened.
+    last_error: Option<(TokenError, SystemTime)>,
     last_refresh: Option<SystemTime>,
     fetch_count: u64,
     failure_count: u64,
@@ -229,6 +232,7 @@ impl TokenCache {
     #[must_use]
     pub fn status(&self) -> AuthStatus {
         let inner = &self.inner;
+        let now = inner.clock.now();
         let state = lock(&inner.state);
         let info = &inner.info;
         AuthStatus {
@@ -248,7 +252,10 @@ impl TokenCache {
             fetch_count: state.fetch_count,
             failure_count: state.failure_count,
             fallback_count: state.fallback_count,
-            last_error: state.last_error.as_ref().map(TokenError::chain_text),
+            last_error: state.last_error.as_ref().map(|(e, _)| e.chain_text()),
+            last_error_at: state.last_error.as_ref().map(|(_, at)| *at),
+            token_valid: state.token.as_ref().is_some_and(|t| t.is_valid_at(now)),
+            fallback_configured: inner.options.fallback_password.is_some(),
             background_refresh: state.refreshers > 0,
         }
     }
@@ -336,6 +343,7 @@ impl Inner {
                 state.refresh_at = refresh_at;
                 state.retry_not_before = None;
                 state.consecutive_failures = 0;
+                state.last_error = None;
                 state.last_refresh = Some(now);
                 state.details = token.details().clone();
                 state.token = Some(token.clone());
@@ -375,7 +383,7 @@ impl Inner {
             still_valid,
             "token fetch failed"
         );
-        state.last_error = Some(error);
+        state.last_error = Some((error, now));
     }
 
     fn no_valid_token(&self) -> Result<AccessToken, Error> {
@@ -390,7 +398,7 @@ impl Inner {
             return Ok(AccessToken::new(password.clone()));
         }
         let error = match &state.last_error {
-            Some(last) => last.duplicate().context("no valid token"),
+            Some((last, _)) => last.duplicate().context("no valid token"),
             None => TokenError::new(
                 TokenErrorKind::Transient,
                 self.info.label(),

@@ -14,11 +14,13 @@
 //!   dispose contract: close the pool to new checkouts, stop the refresher, drop the
 //!   credential, then wait for checked-out connections at most the configured bound.
 //! - [`MigrationReport`]: what every migration engine's `run_migrations` returns, whatever
-//!   runner underlies it.
+//!   runner underlies it; [`HistoryPermissionError`]: what every runner says when another
+//!   role owns the migration history.
 //!
 //! Logins themselves go through [`crate::login`].
 
 mod config;
+mod history_permission;
 mod lifecycle;
 mod macros;
 mod report;
@@ -27,6 +29,12 @@ mod report;
 /// messages an adapter builds from a driver's error.
 pub use crate::error::chain_text;
 pub use config::{CredentialConfig, PoolConfig};
+// Here rather than in `migrate` (which needs tokio-postgres) so every runner, sqlx's too,
+// says it the same way.
+pub use history_permission::{
+    HISTORY_OWNER_QUERY, HistoryOwner, HistoryPermissionError, INSUFFICIENT_PRIVILEGE,
+    history_permission_message,
+};
 pub use lifecycle::{Lifecycle, LifecycleWatch, connections_returned};
 pub use report::{AppliedMigration, MigrationReport};
 

@@ -36,7 +36,7 @@ pub use error::{BoxError, ConfigError, Error, TokenError, TokenErrorKind};
 pub use secret::Secret;
 pub use settings::{AuthMethod, RootCerts, Settings, SslMode};
 pub use source::{CallbackSource, SourceInfo, StaticPassword, TokenSource};
-pub use status::{AuthStatus, EngineStatus, PoolStatus};
+pub use status::{AuthStatus, EngineStatus, Health, PoolSettings, PoolStatus};
 pub use token::{AccessToken, TokenDetails, UsernameSource};
 
 #[cfg(feature = "tokio-postgres")]

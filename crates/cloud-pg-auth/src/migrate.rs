@@ -7,6 +7,12 @@
 //! starting at once apply each migration exactly once. A migration whose file changed after
 //! it was applied (a different checksum) stops the run: edit history with a new migration.
 //!
+//! Migrations run as their own role: migration engines log in with
+//! [`Settings::for_migrations`](crate::Settings::for_migrations) (`PGAUTH_MIGRATION_USER`,
+//! `PGAUTH_MIGRATION_AZURE_CLIENT_ID`), so the service can run as a limited role. When the
+//! server refuses a run because another role owns the history, the error says which role
+//! owns it, which one is logged in and what to grant ([`HistoryPermissionError`]).
+//!
 //! Migrations are embedded with [`migrations!`](crate::migrations) (file names give versions
 //! and names, contents are compiled in) or read at run time with [`Migrations::from_dir`].
 //! File names follow Flyway (`V1__create_notes.sql`) or sqlx (`1_create_notes.sql`,
@@ -30,6 +36,10 @@ mod migration;
 mod run;
 
 pub use crate::engine::{AppliedMigration, MigrationReport};
+pub use crate::engine::{
+    HISTORY_OWNER_QUERY, HistoryOwner, HistoryPermissionError, INSUFFICIENT_PRIVILEGE,
+    history_permission_message,
+};
 pub use engine::{Driver, MigrationEngine, MigrationEngineBuilder, Runner};
 pub use error::MigrateError;
 pub use migration::{Migration, Migrations};

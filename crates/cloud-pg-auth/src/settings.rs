@@ -3,6 +3,9 @@
 //! The types (`types`), reading them from a URL or the environment (`parse`), checking them
 //! together (`validate`); this file holds [`Settings`] itself and its builder methods.
 
+mod migration;
+#[cfg(test)]
+mod migration_tests;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -60,6 +63,12 @@ pub struct Settings {
     /// A password to use when the token source fails and no valid token remains
     /// (`PGAUTH_FALLBACK_PASSWORD`). Each use is counted in the status and logged.
     pub(crate) fallback_password: Option<Secret>,
+    /// The role migration engines log in as (`PGAUTH_MIGRATION_USER`); the service's `user`
+    /// when unset. See [`Settings::for_migrations`].
+    pub(crate) migration_user: Option<String>,
+    /// The client id of the user-assigned managed identity migrations use
+    /// (`PGAUTH_MIGRATION_AZURE_CLIENT_ID`): Azure only.
+    pub(crate) migration_azure_client_id: Option<String>,
     /// Azure options (`PGAUTH_AZURE_*`, `AZURE_*`).
     pub(crate) azure: AzureOptions,
     /// AWS options (`AWS_REGION`, `PGAUTH_AWS_*`).
@@ -89,6 +98,8 @@ impl Default for Settings {
             connect_timeout: None,
             insecure_loopback: false,
             fallback_password: None,
+            migration_user: None,
+            migration_azure_client_id: None,
             azure: AzureOptions::default(),
             aws: AwsOptions::default(),
             refresh: RefreshPolicy::default(),
@@ -113,6 +124,8 @@ impl fmt::Debug for Settings {
             .field("connect_timeout", &self.connect_timeout)
             .field("insecure_loopback", &self.insecure_loopback)
             .field("fallback_password", &self.fallback_password)
+            .field("migration_user", &self.migration_user)
+            .field("migration_azure_client_id", &self.migration_azure_client_id)
             .field("azure", &self.azure)
             .field("aws", &self.aws)
             .finish_non_exhaustive()
@@ -135,6 +148,8 @@ pub const ENV_VARS: &[&str] = &[
     "PGAUTH_METHOD",
     "PGAUTH_INSECURE_LOOPBACK",
     "PGAUTH_FALLBACK_PASSWORD",
+    "PGAUTH_MIGRATION_USER",
+    "PGAUTH_MIGRATION_AZURE_CLIENT_ID",
 ];
 
 impl Settings {
@@ -248,6 +263,25 @@ impl Settings {
     #[must_use]
     pub fn fallback_password(mut self, password: impl Into<Secret>) -> Self {
         self.fallback_password = Some(password.into());
+        self
+    }
+
+    /// Sets the role migration engines log in as (`PGAUTH_MIGRATION_USER`): an owner role
+    /// for schema changes while the service logs in as a limited one. AWS signs the
+    /// migration engine's tokens for this user; on Azure it is the role the migration
+    /// identity's token logs in as (when unset, the name comes from that token). With the
+    /// password method the same password is sent.
+    #[must_use]
+    pub fn migration_user(mut self, user: impl Into<String>) -> Self {
+        self.migration_user = Some(user.into());
+        self
+    }
+
+    /// Sets the client id of the user-assigned managed identity (or the workload identity)
+    /// migration engines ask for tokens as (`PGAUTH_MIGRATION_AZURE_CLIENT_ID`), Azure only.
+    #[must_use]
+    pub fn migration_azure_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.migration_azure_client_id = Some(client_id.into());
         self
     }
 
@@ -365,6 +399,18 @@ impl Settings {
     #[must_use]
     pub fn get_fallback_password(&self) -> Option<&Secret> {
         self.fallback_password.as_ref()
+    }
+
+    /// The role migration engines log in as (`PGAUTH_MIGRATION_USER`), as set.
+    #[must_use]
+    pub fn get_migration_user(&self) -> Option<&str> {
+        self.migration_user.as_deref()
+    }
+
+    /// The client id of the identity migrations use (`PGAUTH_MIGRATION_AZURE_CLIENT_ID`).
+    #[must_use]
+    pub fn get_migration_azure_client_id(&self) -> Option<&str> {
+        self.migration_azure_client_id.as_deref()
     }
 
     /// The Azure options.

@@ -1,9 +1,11 @@
 //! A small notes service on a diesel-async pool whose connections log in with fresh tokens.
 //!
-//! Every setting comes from the environment (`PGHOST`, `PGUSER`, `PGAUTH_METHOD`, ...; `PORT`
-//! for the listener, 8080 by default). At start the migrations run through a migration engine
-//! with its own credential, which is then disposed. `GET /health` shows the credential and
-//! pool status (never the token). SIGINT/SIGTERM: graceful shutdown, then dispose.
+//! Every setting comes from the environment (`PGHOST`, `PGUSER`, `PGAUTH_METHOD`, ...; `HOST`
+//! and `PORT` for the listener, 127.0.0.1 and 8080 by default: set `HOST=0.0.0.0` in a
+//! container). At start the migrations run through a migration engine with its own credential,
+//! which is then disposed. `GET /health` shows the verdict (healthy, degraded, failing) with
+//! its reason, the credential and the pool (never the token): 503 when failing, 200
+//! otherwise. SIGINT/SIGTERM: graceful shutdown, then dispose.
 
 use anyhow::Context as _;
 use axum::extract::{Path, State};
@@ -12,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use cloud_pg_auth_diesel_async::cloud_pg_auth::engine::chain_text;
-use cloud_pg_auth_diesel_async::cloud_pg_auth::{EngineStatus, Settings};
+use cloud_pg_auth_diesel_async::cloud_pg_auth::{EngineStatus, Health, Settings};
 use cloud_pg_auth_diesel_async::diesel_async::RunQueryDsl;
 use cloud_pg_auth_diesel_async::diesel_migrations::{self, EmbeddedMigrations, embed_migrations};
 use cloud_pg_auth_diesel_async::{MigrationEngine, PooledEngine};
@@ -34,6 +36,8 @@ async fn main() -> anyhow::Result<()> {
         Ok(port) => port.parse().context("PORT must be a port number")?,
         Err(_) => 8080,
     };
+    // Loopback unless told otherwise: a container needs HOST=0.0.0.0.
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let settings = Settings::from_env()?;
 
     let migrator = MigrationEngine::from_settings(settings.clone()).await?;
@@ -54,9 +58,9 @@ async fn main() -> anyhow::Result<()> {
         .route("/notes", get(list_notes).post(create_note))
         .route("/notes/{id}", get(show_note).delete(delete_note))
         .with_state(engine.clone());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
-        .with_context(|| format!("listening on 127.0.0.1:{port}"))?;
+        .with_context(|| format!("listening on {host}:{port} (HOST, PORT)"))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -85,8 +89,15 @@ async fn shutdown_signal() {
 
 type Engine = State<PooledEngine>;
 
-async fn health(State(engine): Engine) -> Json<EngineStatus> {
-    Json(engine.status())
+/// 503 when failing (new connections fail), so a probe takes the instance out of service;
+/// degraded still answers 200, with the verdict and its reason in the body.
+async fn health(State(engine): Engine) -> (StatusCode, Json<EngineStatus>) {
+    let status = engine.status();
+    let code = match status.health {
+        Health::Failing => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    };
+    (code, Json(status))
 }
 
 #[derive(Serialize, diesel::QueryableByName)]

@@ -7,8 +7,10 @@
 //! `cargo xtask bench`.
 
 mod contract;
+mod health;
 mod lifecycle;
 mod logins;
+mod migration_role;
 mod refresh;
 mod secrets;
 
@@ -16,6 +18,7 @@ pub use contract::{
     dispose_with_a_leaked_connection_returns, drop_with_pool_and_auth_clones_stops_the_refresher,
     migration_report_has_one_shape, pool_options_are_checked,
 };
+pub use health::{health_follows_the_credential, health_shows_the_pool_settings};
 pub use lifecycle::{
     DropRecorder, dispose_leaves_no_task_and_no_credential,
     drop_without_dispose_stops_the_refresher, runtime_affinity,
@@ -24,6 +27,7 @@ pub use logins::{
     bad_settings_are_refused, cold_herd_makes_one_token_request, counters_add_up,
     logins_for_every_method, plaintext_is_refused,
 };
+pub use migration_role::migrations_run_as_their_own_role;
 pub use refresh::{
     outage_is_ridden_out_while_the_token_is_valid, postgres_restart_is_survived,
     rollover_keeps_opening_connections, slow_endpoint_does_not_delay_opens, throttling_is_honoured,
@@ -39,7 +43,7 @@ use cloud_pg_auth::{AuthOptions, BoxError};
 pub use cloud_pg_auth_testkit::poll_until;
 use cloud_pg_auth_testkit::{Emulator, EmulatorOptions};
 
-use crate::Adapter;
+use crate::{Adapter, EngineOptions, Method};
 
 /// How long a scenario waits for something that normally takes milliseconds: a guard against
 /// a hang, not a measurement.
@@ -62,6 +66,22 @@ pub fn manual_clock() -> (ManualClock, AuthOptions) {
     let clock = ManualClock::new(SystemTime::now());
     let options = AuthOptions::default().clock(Arc::new(clock.clone()));
     (clock, options)
+}
+
+/// An Azure managed-identity engine whose credential reads a manual clock, after one open
+/// (so its first token is cached).
+pub async fn warm_engine_on_manual_clock<A: Adapter>(
+    emulator: &Emulator,
+) -> (ManualClock, A::Pooled) {
+    let settings = Method::AzureManagedIdentity.settings(emulator);
+    let (clock, auth) = manual_clock();
+    let options = EngineOptions {
+        auth,
+        ..EngineOptions::default()
+    };
+    let engine = A::pooled(settings, options).await.unwrap();
+    A::current_user_on_new_connection(&engine).await.unwrap();
+    (clock, engine)
 }
 
 /// Moves `clock` to `at` plus one second (nothing when `at` has passed).
@@ -116,6 +136,9 @@ macro_rules! conformance_tests {
             no_token_in_debug_or_logs,
             plaintext_is_refused,
             bad_settings_are_refused,
+            migrations_run_as_their_own_role,
+            health_follows_the_credential,
+            health_shows_the_pool_settings,
         );
 
         // Builds its own runtimes: the point is a runtime that ends under a credential.

@@ -1,15 +1,18 @@
 //! The pooled engine: a sqlx pool whose connect options carry a fresh token.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cloud_pg_auth::engine::{Lifecycle, PoolConfig};
 use cloud_pg_auth::login::Attempt;
-use cloud_pg_auth::{Auth, EngineStatus, PoolStatus, Settings};
+use cloud_pg_auth::{Auth, EngineStatus, PoolSettings, PoolStatus, Settings};
 use sqlx::Connection as _;
-use sqlx::postgres::PgConnection;
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tokio::task::JoinHandle;
 
 use super::sqlx;
@@ -45,6 +48,7 @@ struct Inner {
     waiting: AtomicUsize,
     max_size: usize,
     connection_timeout: Duration,
+    settings: PoolSettings,
 }
 
 /// The token task, stopped by dispose or by the last handle's drop.
@@ -65,6 +69,8 @@ impl PooledEngine {
         PooledEngineBuilder {
             config: PoolConfig::new(settings),
             configure: None,
+            after_connect: None,
+            connect_options: None,
         }
     }
 
@@ -112,8 +118,8 @@ impl PooledEngine {
         &self.inner.pool
     }
 
-    /// The credential's status, connection counters and pool figures (a `/health` payload;
-    /// no secrets).
+    /// The verdict, the credential's status, connection counters, pool figures and the pool's
+    /// configured options (a `/health` payload; no secrets).
     #[must_use]
     pub fn status(&self) -> EngineStatus {
         let inner = &self.inner;
@@ -134,6 +140,8 @@ impl PooledEngine {
                 inner.waiting.load(Ordering::Relaxed),
             )),
         )
+        .with_pool_settings(inner.settings)
+        .with_disposed(self.is_disposed())
     }
 
     /// The engine's credential.
@@ -269,24 +277,67 @@ impl fmt::Debug for PooledEngine {
 
 type Configure = Box<dyn FnOnce(PoolBuilder) -> PoolBuilder + Send>;
 
+/// sqlx's (`futures_core`'s) boxed future.
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A caller's `after_connect`, sqlx's signature.
+type AfterConnect = Arc<
+    dyn for<'c> Fn(
+            &'c mut PgConnection,
+            PoolConnectionMetadata,
+        ) -> BoxFuture<'c, Result<(), sqlx::Error>>
+        + Send
+        + Sync,
+>;
+
 /// Options of a [`PooledEngine`]; consuming, finished by [`PooledEngineBuilder::build`].
 #[must_use]
 pub struct PooledEngineBuilder {
     config: PoolConfig,
     configure: Option<Configure>,
+    after_connect: Option<AfterConnect>,
+    connect_options: Option<PgConnectOptions>,
 }
 
 impl PooledEngineBuilder {
     cloud_pg_auth::pool_builder_methods!(config);
 
     /// Changes sqlx's own pool options last (idle timeout, `min_connections`,
-    /// `before_acquire`, `after_release`). `after_connect` is this crate's (it counts new
-    /// connections): one set here is replaced.
+    /// `before_acquire`, `after_release`). An `after_connect` set here is replaced by the
+    /// engine's (sqlx cannot hand it back): set yours with
+    /// [`PooledEngineBuilder::after_connect`].
     pub fn configure(
         mut self,
         configure: impl FnOnce(PoolBuilder) -> PoolBuilder + Send + 'static,
     ) -> Self {
         self.configure = Some(Box::new(configure));
+        self
+    }
+
+    /// Runs `callback` on every new connection, after the engine's own hook (which counts
+    /// it), as sqlx's `PgPoolOptions::after_connect` would: its error closes that connection
+    /// and sqlx tries a new one until the checkout times out.
+    pub fn after_connect<F>(mut self, callback: F) -> Self
+    where
+        for<'c> F: Fn(
+                &'c mut PgConnection,
+                PoolConnectionMetadata,
+            ) -> Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'c>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.after_connect = Some(Arc::new(callback));
+        self
+    }
+
+    /// sqlx connect options to start from: their statement cache capacity, logging, extra
+    /// float digits, `options` (`-c name=value`) and application name (unless the settings
+    /// name one) are kept. Where and how a connection logs in is always the settings' and
+    /// the engine's: host, port, socket, user, password, database and TLS are replaced, so a
+    /// token only ever goes through the engine's verified relay.
+    pub fn connect_options(mut self, options: PgConnectOptions) -> Self {
+        self.connect_options = Some(options);
         self
     }
 
@@ -297,7 +348,10 @@ impl PooledEngineBuilder {
     pub async fn build(self) -> Result<PooledEngine, Error> {
         self.config.check()?;
         let credential = self.config.credential();
-        let target = Arc::new(Target::from_settings(&credential.login_settings())?);
+        let target = Arc::new(Target::with_base(
+            &credential.login_settings(),
+            self.connect_options,
+        )?);
         target.ensure_relay()?;
         let clock = credential.auth_options().clock_handle();
         let auth = credential.build_auth().await?;
@@ -311,13 +365,20 @@ impl PooledEngineBuilder {
         }
         // Weakly: a pool clone kept by the application must not keep the relay alive.
         let counted = Arc::downgrade(&target);
-        let options = options.after_connect(move |_, _| {
+        let user_hook = self.after_connect;
+        let options = options.after_connect(move |connection, metadata| {
             if let Some(target) = counted.upgrade() {
                 target.count_opened();
             }
-            Box::pin(async { Ok(()) })
+            match &user_hook {
+                Some(hook) => hook(connection, metadata),
+                None => Box::pin(async { Ok(()) }),
+            }
         });
         let max_size = options.get_max_connections() as usize;
+        // sqlx's own flag: `configure` may have changed it.
+        let settings = PoolSettings::from(&self.config)
+            .with_checkout_validation(options.get_test_before_acquire());
         let pool = options.connect_lazy_with(target.base_options());
         let changes = auth.token_changes()?;
         let watcher = Watcher::default();
@@ -354,6 +415,7 @@ impl PooledEngineBuilder {
                 waiting: AtomicUsize::new(0),
                 max_size,
                 connection_timeout: self.config.connection_timeout(),
+                settings,
             }),
         })
     }
@@ -364,6 +426,9 @@ impl fmt::Debug for PooledEngineBuilder {
         f.debug_struct("PooledEngineBuilder")
             .field("config", &self.config)
             .field("configure", &self.configure.is_some())
+            .field("after_connect", &self.after_connect.is_some())
+            // Never the options themselves: sqlx's `Debug` shows a password.
+            .field("connect_options", &self.connect_options.is_some())
             .finish()
     }
 }

@@ -1,18 +1,24 @@
 //! The migration engine: unpooled sqlx connections with their own credential, and sqlx's
 //! migrations run over them.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use cloud_pg_auth::engine::{AppliedMigration, CredentialConfig, Lifecycle, MigrationReport};
+use cloud_pg_auth::engine::{
+    AppliedMigration, CredentialConfig, HISTORY_OWNER_QUERY, HistoryPermissionError,
+    INSUFFICIENT_PRIVILEGE, Lifecycle, MigrationReport,
+};
 use cloud_pg_auth::login::Attempt;
 use cloud_pg_auth::{Auth, EngineStatus, Secret, Settings};
 use sqlx::Connection as _;
-use sqlx::migrate::{Migrate as _, Migrator};
+use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::migrate::{Migrate as _, MigrateError, Migrator};
 use sqlx::postgres::PgConnection;
 
+use super::error::sqlstate;
 use super::target::Target;
 use super::{Error, compat, sqlx};
 
@@ -31,10 +37,12 @@ pub struct MigrationEngine {
 impl MigrationEngine {
     cloud_pg_auth::engine_constructors!(Error);
 
-    /// A builder, to pass a token source or credential options.
+    /// A builder, to pass a token source or credential options. The engine logs in with the
+    /// settings' migration identity ([`Settings::for_migrations`]): `PGAUTH_MIGRATION_USER`
+    /// and, on Azure, `PGAUTH_MIGRATION_AZURE_CLIENT_ID`, when set.
     pub fn builder(settings: Settings) -> MigrationEngineBuilder {
         MigrationEngineBuilder {
-            config: CredentialConfig::new(settings),
+            config: CredentialConfig::for_migrations(settings),
         }
     }
 
@@ -87,7 +95,10 @@ impl MigrationEngine {
         // sqlx's lock is reentrant per session: taking it here as well makes the before and
         // after lists exact.
         connection.lock().await?;
-        let result = apply(&mut connection, migrator).await;
+        let result = match apply(&mut connection, migrator).await {
+            Err(error) if refused(&error) => Err(explain(&mut connection, migrator, error).await),
+            other => other,
+        };
         let unlocked = connection.unlock().await;
         let (applied, already_applied) = result?;
         unlocked?;
@@ -174,6 +185,96 @@ async fn apply(
         })
         .collect();
     Ok((applied, already_applied))
+}
+
+/// Whether the server refused a statement of the run (SQLSTATE 42501).
+fn refused(error: &Error) -> bool {
+    let inner = match error {
+        Error::Sqlx(e)
+        | Error::Migrate(MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _)) => e,
+        _ => return false,
+    };
+    sqlstate(inner).as_deref() == Some(INSUFFICIENT_PRIVILEGE)
+}
+
+/// A refused run: when another role owns the history, the same error with the server's
+/// refusal replaced by one that says who owns the history, who is logged in and what to do
+/// (still a database error with SQLSTATE 42501); else `error` as it was.
+async fn explain(connection: &mut PgConnection, migrator: &Migrator, error: Error) -> Error {
+    let table = compat::migrations_table(migrator).to_string();
+    let row: Result<Option<(String, String, bool)>, _> = sqlx::query_as(HISTORY_OWNER_QUERY)
+        .bind(&table)
+        .fetch_optional(&mut *connection)
+        .await;
+    let Ok(Some((owner, user, _))) = row else {
+        return error;
+    };
+    if owner == user {
+        return error;
+    }
+    let explained = |inner: sqlx::Error| {
+        let error = HistoryPermissionError::new(table, owner, user, inner);
+        sqlx::Error::Database(Box::new(HistoryRefused {
+            message: error.to_string(),
+            error,
+        }))
+    };
+    match error {
+        Error::Sqlx(e) => Error::Sqlx(explained(e)),
+        Error::Migrate(MigrateError::Execute(e)) => {
+            Error::Migrate(MigrateError::Execute(explained(e)))
+        }
+        Error::Migrate(MigrateError::ExecuteMigration(e, version)) => {
+            Error::Migrate(MigrateError::ExecuteMigration(explained(e), version))
+        }
+        other => other,
+    }
+}
+
+/// The server's refusal, explained: sqlx's errors hold a database error where the refusal
+/// was, so this one takes its place, with the server's error as its source.
+#[derive(Debug)]
+struct HistoryRefused {
+    message: String,
+    error: HistoryPermissionError,
+}
+
+impl fmt::Display for HistoryRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HistoryRefused {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl DatabaseError for HistoryRefused {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(INSUFFICIENT_PRIVILEGE))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Other
+    }
 }
 
 /// The versions in the migrator's table with their execution times (sqlx records

@@ -20,6 +20,8 @@ use crate::relay::{CANNOT_CONNECT_NOW, Relay, UNABLE_TO_CONNECT};
 /// `Debug`.
 pub(crate) struct Target {
     options: PgConnectOptions,
+    /// The settings' database; `None` means the login user's name, as in libpq.
+    dbname: Option<String>,
     login: LoginTarget,
     /// `None` when the host is a Unix socket directory: sqlx connects there directly
     /// (PostgreSQL does no TLS over a Unix socket).
@@ -30,21 +32,49 @@ impl Target {
     /// Validates the settings, takes the login target (address, TLS decision) from the core,
     /// as every adapter does, and binds the engine's relay.
     pub(crate) fn from_settings(settings: &Settings) -> Result<Self, Error> {
+        Self::with_base(settings, None)
+    }
+
+    /// As [`Target::from_settings`], keeping the non-routing fields of the caller's `base`
+    /// (statement cache, logging, extra float digits, `options`, application name unless the
+    /// settings name one). Where the connection goes and how it logs in is always the
+    /// settings' and the relay's.
+    pub(crate) fn with_base(
+        settings: &Settings,
+        base: Option<PgConnectOptions>,
+    ) -> Result<Self, Error> {
         let login = LoginTarget::from_settings(settings)?;
         let endpoint = login.endpoint().clone();
-        // `new_without_pgpass` reads PG* variables; every field that matters is set below,
-        // and the password only ever comes from a token. TLS is the relay's, so sqlx's
-        // `ssl_root_cert` (added to the public roots by sqlx) is never given.
-        let mut options = PgConnectOptions::new_without_pgpass()
+        let dbname = settings.get_dbname().map(str::to_owned);
+        let own_base = base.is_none();
+        // sqlx has no constructor that reads nothing: `new_without_pgpass` reads PGHOST,
+        // PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY,
+        // PGAPPNAME and PGOPTIONS. Each is overwritten below, except the three certificate
+        // paths (unused: sqlx reads them only for TLS, and it is told `disable`) and
+        // PGOPTIONS, which sqlx can only append to (see `warn_inherited_options`).
+        let base = base.unwrap_or_else(PgConnectOptions::new_without_pgpass);
+        if own_base {
+            warn_inherited_options(base.get_options());
+        }
+        let mut options = base
             .host(endpoint.host())
             .port(endpoint.port())
             .ssl_mode(PgSslMode::Disable)
+            .username(settings.get_user().unwrap_or_default())
             .password("");
-        if let Some(db) = settings.get_dbname() {
-            options = options.database(db);
-        }
+        // libpq's default database is the user's name; set even then, so that PGDATABASE
+        // (or the caller's options) never picks another.
+        options = options.database(
+            dbname
+                .as_deref()
+                .or(settings.get_user())
+                .unwrap_or_default(),
+        );
         if let Some(app) = settings.get_application_name() {
             options = options.application_name(app);
+        } else if own_base {
+            // The server's default, sent so that PGAPPNAME is not.
+            options = options.application_name("");
         }
         let relay = match endpoint.unix_socket_dir() {
             Some(dir) => {
@@ -63,6 +93,7 @@ impl Target {
         };
         Ok(Self {
             options,
+            dbname,
             login,
             relay,
         })
@@ -102,6 +133,7 @@ impl Target {
         Ok(self
             .options
             .clone()
+            .database(self.dbname.as_deref().unwrap_or(&user))
             .username(&user)
             .password(token.secret().expose()))
     }
@@ -167,6 +199,18 @@ impl Target {
         self.relay
             .as_ref()
             .and_then(|relay| relay.take_failure(db.message()))
+    }
+}
+
+/// sqlx's `options` setter appends, so a `PGOPTIONS` read by `new_without_pgpass` cannot be
+/// taken out; say so rather than let it change every session unnoticed.
+fn warn_inherited_options(inherited: Option<&str>) {
+    if inherited.is_some_and(|o| !o.is_empty()) {
+        tracing::warn!(
+            "PGOPTIONS is set in this process's environment and sqlx sends it with every login \
+             (it cannot be removed through sqlx's API); unset it, or pass the options you want \
+             with PooledEngineBuilder::connect_options"
+        );
     }
 }
 

@@ -18,6 +18,12 @@ use super::target::Target;
 /// starts a login with a token about to lapse.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 
+/// How often (on the credential's clock) the watcher compares the installed token with the
+/// clock. The refresher sleeps on tokio's monotonic timer, which does not count the time a
+/// suspended process spent asleep; this short tick notices the wall-clock jump, so that the
+/// options are current soon after waking even without a checkout through the engine.
+const STALE_CHECK: Duration = Duration::from_secs(5);
+
 /// The token in the pool's connect options, and how it gets there.
 pub(crate) struct Tokens {
     pool: Pool,
@@ -179,13 +185,43 @@ impl Tokens {
     /// Starts the task that installs each new token `changes` announces. It holds the
     /// installer weakly and ends when the engine or the credential is gone.
     pub(crate) fn spawn_watcher(self: &Arc<Self>, changes: watch::Receiver<u64>) -> JoinHandle<()> {
-        tokio::spawn(watch_tokens(Arc::downgrade(self), changes))
+        tokio::spawn(watch_tokens(
+            Arc::downgrade(self),
+            changes,
+            Arc::clone(&self.clock),
+        ))
+    }
+
+    /// On the watcher's tick: installs a valid token when the installed one is stale (a
+    /// wall-clock jump the refresher has not woken up to yet). Only with the background
+    /// refresher on: without it, nothing fetches tokens in the background.
+    async fn refresh_if_stale(&self) {
+        if !self.auth.refresher_running() || !self.is_stale() || self.closed.is_closed() {
+            return;
+        }
+        if let Err(error) = self.ensure_fresh().await {
+            tracing::warn!(error = %cloud_pg_auth::engine::chain_text(&error), "the installed token is stale and no new one could be had");
+        }
     }
 }
 
-async fn watch_tokens(tokens: Weak<Tokens>, mut changes: watch::Receiver<u64>) {
-    while changes.changed().await.is_ok() {
-        let Some(tokens) = tokens.upgrade() else {
+async fn watch_tokens(
+    tokens: Weak<Tokens>,
+    mut changes: watch::Receiver<u64>,
+    clock: Arc<dyn Clock>,
+) {
+    loop {
+        let changed = tokio::select! {
+            changed = changes.changed() => changed.is_ok(),
+            () = clock.sleep(STALE_CHECK) => {
+                let Some(tokens) = tokens.upgrade() else {
+                    return;
+                };
+                tokens.refresh_if_stale().await;
+                continue;
+            }
+        };
+        let Some(tokens) = tokens.upgrade().filter(|_| changed) else {
             return;
         };
         if let Err(error) = tokens.install_current().await {

@@ -21,7 +21,7 @@ use cloud_pg_auth_testkit::{PATIENCE, poll_until};
 /// reaches the server.
 const SERVER_NAME: &str = "db.pgauth.test";
 
-async fn emulator() -> Emulator {
+pub(crate) async fn emulator() -> Emulator {
     Emulator::start(EmulatorOptions::default())
         .await
         .expect("the emulator starts")
@@ -35,7 +35,7 @@ fn settings_with(emulator: &Emulator, password: &str, drop_vars: &[&str]) -> Set
     password_settings_from(env, emulator.password_role(), password)
 }
 
-fn settings(emulator: &Emulator) -> Settings {
+pub(crate) fn settings(emulator: &Emulator) -> Settings {
     settings_with(emulator, emulator.password(), &[])
 }
 

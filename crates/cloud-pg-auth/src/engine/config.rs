@@ -32,6 +32,17 @@ impl CredentialConfig {
         }
     }
 
+    /// A migration engine's credential: the settings' migration identity
+    /// ([`Settings::for_migrations`]: `PGAUTH_MIGRATION_USER`,
+    /// `PGAUTH_MIGRATION_AZURE_CLIENT_ID`) and no background refresh. Every migration
+    /// engine's builder starts from it.
+    #[must_use]
+    pub fn for_migrations(settings: Settings) -> Self {
+        let mut config = Self::new(settings.for_migrations());
+        config.disable_background_refresh();
+        config
+    }
+
     /// Sets the credential's options (background refresh, clock).
     pub fn set_auth_options(&mut self, options: AuthOptions) {
         self.auth_options = options;

@@ -65,10 +65,12 @@ impl<F> Clone for MigrationEngine<F> {
 impl<F: Driver> MigrationEngine<F> {
     crate::engine_constructors!(F::Error);
 
-    /// A builder.
+    /// A builder. The engine logs in with the settings' migration identity
+    /// ([`Settings::for_migrations`]): `PGAUTH_MIGRATION_USER` and, on Azure,
+    /// `PGAUTH_MIGRATION_AZURE_CLIENT_ID`, when set.
     pub fn builder(settings: Settings) -> MigrationEngineBuilder<F> {
         MigrationEngineBuilder {
-            config: CredentialConfig::new(settings),
+            config: CredentialConfig::for_migrations(settings),
             driver: PhantomData,
         }
     }

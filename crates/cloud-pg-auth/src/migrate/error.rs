@@ -67,6 +67,10 @@ pub enum MigrateError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The server refused the run (SQLSTATE 42501) and the history table belongs to another
+    /// role than the one logged in: the message names both and the fix.
+    #[error(transparent)]
+    HistoryPermission(#[from] super::HistoryPermissionError),
     /// A migration's SQL failed; it was rolled back.
     #[error("migration {version} ({name}) failed and was rolled back; fix its SQL")]
     Migration {
@@ -83,5 +87,15 @@ pub enum MigrateError {
 impl MigrateError {
     pub(super) fn query(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Self {
         move |source| Self::Query { step, source }
+    }
+
+    /// The SQLSTATE the server answered a runner's statement or a migration with.
+    pub(super) fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Query { source, .. } | Self::Migration { source, .. } => {
+                source.code().map(tokio_postgres::error::SqlState::code)
+            }
+            _ => None,
+        }
     }
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::{
-    AppliedMigration, LOCK_KEY, MigrateError, Migration, MigrationReport, Migrations, TABLE,
+    AppliedMigration, HISTORY_OWNER_QUERY, HistoryOwner, HistoryPermissionError,
+    INSUFFICIENT_PRIVILEGE, LOCK_KEY, MigrateError, Migration, MigrationReport, Migrations, TABLE,
 };
 
 impl Migrations {
@@ -22,7 +23,12 @@ impl Migrations {
             .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
             .await
             .map_err(MigrateError::query("take the migration lock"))?;
-        let result = self.run_locked(client).await;
+        let result = match self.run_locked(client).await {
+            Err(error) if error.sqlstate() == Some(INSUFFICIENT_PRIVILEGE) => {
+                Err(explain_refusal(client, error).await)
+            }
+            other => other,
+        };
         // The lock belongs to the session; release it even after a failure, since pooled or
         // long-lived connections outlive the run. A broken connection releases it anyway.
         let unlocked = client
@@ -36,17 +42,26 @@ impl Migrations {
     }
 
     async fn run_locked(&self, client: &mut Client) -> Result<MigrationReport, MigrateError> {
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {TABLE} (
+        // Created only when missing: `CREATE TABLE IF NOT EXISTS` needs the right to create in
+        // the schema even when the table exists, which a role granted only the table lacks.
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&TABLE])
+            .await
+            .map_err(MigrateError::query("look for the table _pgauth_migrations"))?
+            .get(0);
+        if !exists {
+            client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {TABLE} (
                     version bigint PRIMARY KEY,
                     name text NOT NULL,
                     checksum text NOT NULL,
                     applied_at timestamptz NOT NULL DEFAULT now()
                 )"
-            ))
-            .await
-            .map_err(MigrateError::query("create the table _pgauth_migrations"))?;
+                ))
+                .await
+                .map_err(MigrateError::query("create the table _pgauth_migrations"))?;
+        }
         let rows = client
             .query(&format!("SELECT version, name, checksum FROM {TABLE}"), &[])
             .await
@@ -116,6 +131,23 @@ impl Migrations {
         }
         Ok(pending)
     }
+}
+
+/// A refused run: when another role owns the history, the error that says so and what to do;
+/// else `error` as it was (also when the lookup itself fails).
+async fn explain_refusal(client: &Client, error: MigrateError) -> MigrateError {
+    let owner = match client.query_opt(HISTORY_OWNER_QUERY, &[&TABLE]).await {
+        Ok(Some(row)) => HistoryOwner {
+            owner: row.get(0),
+            user: row.get(1),
+            can_use: row.get(2),
+        },
+        Ok(None) | Err(_) => return error,
+    };
+    if !owner.owned_by_another_role() {
+        return error;
+    }
+    HistoryPermissionError::new(TABLE, owner.owner, owner.user, error).into()
 }
 
 async fn apply(client: &mut Client, migration: &Migration) -> Result<(), MigrateError> {

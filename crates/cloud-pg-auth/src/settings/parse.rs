@@ -54,6 +54,10 @@ impl Settings {
             s.insecure_loopback = parse_bool("PGAUTH_INSECURE_LOOPBACK", flag)?;
         }
         s.fallback_password = env.secret("PGAUTH_FALLBACK_PASSWORD");
+        s.migration_user = env.get("PGAUTH_MIGRATION_USER").map(str::to_string);
+        s.migration_azure_client_id = env
+            .get("PGAUTH_MIGRATION_AZURE_CLIENT_ID")
+            .map(str::to_string);
         if let Some(url) = env.secret("DATABASE_URL") {
             s.apply_url("DATABASE_URL", url.expose())?;
         }

@@ -2,12 +2,12 @@
 
 use super::*;
 
-fn env(pairs: &[(&str, &str)]) -> Env {
+pub(super) fn env(pairs: &[(&str, &str)]) -> Env {
     Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
 }
 
 /// Bad settings fail with an error that names `setting` and whose message contains `hint`.
-fn check(pairs: &[(&str, &str)], setting: &str, hint: &str) {
+pub(super) fn check(pairs: &[(&str, &str)], setting: &str, hint: &str) {
     let result = std::panic::catch_unwind(|| Settings::from_env_vars(&env(pairs)));
     let error = match result {
         Ok(Err(e)) => e,

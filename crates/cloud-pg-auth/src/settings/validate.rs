@@ -199,6 +199,7 @@ impl Settings {
                 ),
             ));
         }
+        self.check_migration_identity(method)?;
         if let RootCerts::File(path) = &self.root_certs
             && mode.verifies()
             && !path.is_file()

@@ -4,29 +4,17 @@
 
 use std::time::Duration;
 
-use cloud_pg_auth::clock::ManualClock;
 use cloud_pg_auth_testkit::{Emulator, Faults};
 
-use super::{PATIENCE, advance_past, emulator, manual_clock, poll_until, text, token_requests};
+use super::{
+    PATIENCE, advance_past, emulator, manual_clock, poll_until, text, token_requests,
+    warm_engine_on_manual_clock,
+};
 use crate::{Adapter, EngineOptions, Method};
 
 /// The emulator's counters of refused logins, which every scenario here wants empty.
 fn logins_rejected(emulator: &Emulator) -> u64 {
     emulator.stats().logins_rejected.values().sum()
-}
-
-/// An Azure managed-identity engine whose credential reads a manual clock, after one open
-/// (so its first token is cached).
-async fn warm_engine_on_manual_clock<A: Adapter>(emulator: &Emulator) -> (ManualClock, A::Pooled) {
-    let settings = Method::AzureManagedIdentity.settings(emulator);
-    let (clock, auth) = manual_clock();
-    let options = EngineOptions {
-        auth,
-        ..EngineOptions::default()
-    };
-    let engine = A::pooled(settings, options).await.unwrap();
-    A::current_user_on_new_connection(&engine).await.unwrap();
-    (clock, engine)
 }
 
 /// Token after token, new connections keep opening: one fetch per refresh, each by the
