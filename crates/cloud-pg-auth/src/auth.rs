@@ -131,7 +131,7 @@ impl Auth {
     }
 
     /// An engine's own credential: from `source` when the caller gives one (then `Auto`
-    /// settings mean that source, see [`Settings::for_custom_source`]), else from the source
+    /// settings take the source's method, see [`Settings::for_custom_source`]), else from the source
     /// the settings name; with the settings' refresh policy and fallback password either way.
     /// The settings are validated. What [`CredentialConfig::build_auth`] runs.
     ///
@@ -141,7 +141,7 @@ impl Auth {
         source: Option<Arc<dyn TokenSource>>,
         options: AuthOptions,
     ) -> Result<Self, Error> {
-        let settings = settings.for_source(source.is_some());
+        let settings = settings.for_source(source.as_deref());
         match source {
             Some(source) => {
                 settings.validate()?;
@@ -151,8 +151,8 @@ impl Auth {
         }
     }
 
-    /// Wraps an already built `source` with the settings' refresh policy and fallback
-    /// password (for tools that report building the source and fetching as separate steps;
+    /// Wraps an already built `source` with the settings' refresh policy, fallback password
+    /// and fallback role (for tools that report building the source and fetching as separate steps;
     /// engines build theirs with [`CredentialConfig`](crate::engine::CredentialConfig)).
     #[must_use]
     pub fn for_settings(
@@ -163,6 +163,7 @@ impl Auth {
         options.cache.policy = settings.refresh.clone();
         if let Some(fallback) = &settings.fallback_password {
             options.cache.fallback_password = Some(fallback.clone());
+            options.cache.fallback_user = settings.fallback_user.clone();
         }
         Self::new(source, options)
     }

@@ -390,12 +390,14 @@ impl Inner {
         let mut state = lock(&self.state);
         if let Some(password) = &self.options.fallback_password {
             state.fallback_count += 1;
+            let user = self.options.fallback_user.as_deref();
             tracing::warn!(
                 source = %self.info.label(),
                 uses = state.fallback_count,
-                "token source failed; using the configured fallback password (PGAUTH_FALLBACK_PASSWORD)"
+                fallback_user = user.unwrap_or("<the service's user: PGAUTH_FALLBACK_USER unset>"),
+                "no valid token; logging in with the fallback password (PGAUTH_FALLBACK_PASSWORD)"
             );
-            return Ok(AccessToken::new(password.clone()));
+            return Ok(AccessToken::fallback(password.clone(), user));
         }
         let error = match &state.last_error {
             Some((last, _)) => last.duplicate().context("no valid token"),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use crate::error::{BoxError, Error};
+use crate::error::{BoxError, ConfigError, Error};
 use crate::net::Endpoint;
 use crate::settings::Settings;
 use crate::tls::{CertCheck, TlsPolicy};
@@ -72,12 +72,15 @@ pub struct LoginTarget {
     endpoint: Endpoint,
     policy: TlsPolicy,
     user: Option<String>,
+    /// The role the fallback password logs in as (`PGAUTH_FALLBACK_USER`).
+    fallback_user: Option<String>,
     /// Resolve and check the dialled addresses before each login (a token without a
     /// verified certificate may go only to a loopback address).
     check_dialled: bool,
     opened: AtomicU64,
     auth_retries: AtomicU64,
     warned_guid_user: AtomicBool,
+    warned_fallback_as_user: AtomicBool,
 }
 
 impl LoginTarget {
@@ -93,10 +96,12 @@ impl LoginTarget {
             endpoint,
             policy,
             user: settings.user.clone(),
+            fallback_user: settings.fallback_user.clone(),
             check_dialled,
             opened: AtomicU64::new(0),
             auth_retries: AtomicU64::new(0),
             warned_guid_user: AtomicBool::new(false),
+            warned_fallback_as_user: AtomicBool::new(false),
         })
     }
 
@@ -122,9 +127,13 @@ impl LoginTarget {
         )
     }
 
-    /// The login name for `token`: `PGUSER` (warning once when it looks like an Azure object
-    /// id where a display name belongs), else the name the token carries.
+    /// The login name for `token`: for the fallback password the fallback role
+    /// (`PGAUTH_FALLBACK_USER`); else `PGUSER` (warning once when it looks like an Azure
+    /// object id where a display name belongs), else the name the token carries.
     pub fn user_for(&self, token: &AccessToken) -> Result<String, Error> {
+        if token.is_fallback() {
+            return self.fallback_user_for(token);
+        }
         let details = token.details();
         if let Some(user) = &self.user {
             if let Some(warning) = crate::azure::guid_username_warning(user, details)
@@ -139,6 +148,32 @@ impl LoginTarget {
             .username
             .clone()
             .ok_or_else(|| Error::Config(crate::azure::username_required_error(details)))
+    }
+
+    /// The fallback role: the one the cache put on the token, else the settings'. Without
+    /// one the password goes as `PGUSER`, as before `PGAUTH_FALLBACK_USER` existed, which a
+    /// token role refuses: say so once.
+    fn fallback_user_for(&self, token: &AccessToken) -> Result<String, Error> {
+        if let Some(user) = token
+            .details()
+            .get_username()
+            .or(self.fallback_user.as_deref())
+        {
+            return Ok(user.to_string());
+        }
+        let Some(user) = &self.user else {
+            return Err(Error::Config(ConfigError::new(
+                "PGAUTH_FALLBACK_USER",
+                "the fallback password needs a role to log in as and PGUSER is not set (the user comes from the token); set PGAUTH_FALLBACK_USER to a password role",
+            )));
+        };
+        if !self.warned_fallback_as_user.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                user = %user,
+                "the fallback password is sent as PGUSER, which a token role (rds_iam, Entra-mapped) does not accept; set PGAUTH_FALLBACK_USER to a password role"
+            );
+        }
+        Ok(user.clone())
     }
 
     /// The address to dial instead of resolving the host again, when the dialled address
@@ -238,6 +273,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+    use crate::Secret;
     use crate::testing::offline_password_settings;
 
     #[derive(Debug, thiserror::Error)]
@@ -319,6 +355,36 @@ mod tests {
             .retry_once(|_| async { Err(AttemptError::<DriverError>::Before(Error::Disposed)) })
             .await;
         assert!(matches!(result, Err(Error::Disposed)));
+    }
+
+    #[test]
+    fn the_fallback_password_logs_in_as_the_fallback_role() {
+        let fallback = |user| AccessToken::fallback(Secret::new("fallback-pw"), user);
+        let token = AccessToken::new("token");
+        let settings = crate::testing::offline_settings()
+            .method(crate::AuthMethod::Custom)
+            .fallback_password("fallback-pw")
+            .fallback_user("break_glass");
+        let target = LoginTarget::from_settings(&settings).unwrap();
+        assert_eq!(target.user_for(&token).unwrap(), "app");
+        // The role on the token (the cache's), else the settings'.
+        assert_eq!(target.user_for(&fallback(Some("other"))).unwrap(), "other");
+        assert_eq!(target.user_for(&fallback(None)).unwrap(), "break_glass");
+        // Without a fallback role: PGUSER, as before, with a warning (once).
+        let settings = crate::testing::offline_settings().method(crate::AuthMethod::Custom);
+        let target = LoginTarget::from_settings(&settings).unwrap();
+        assert_eq!(target.user_for(&fallback(None)).unwrap(), "app");
+        assert!(target.warned_fallback_as_user.load(Ordering::Relaxed));
+        // Without PGUSER either (Azure names the user in the token): say what to set.
+        let target = LoginTarget {
+            user: None,
+            ..LoginTarget::from_settings(&settings).unwrap()
+        };
+        let error = target.user_for(&fallback(None)).unwrap_err();
+        assert!(
+            matches!(&error, Error::Config(e) if e.setting() == "PGAUTH_FALLBACK_USER"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod migration;
 mod migration_tests;
 mod parse;
 #[cfg(test)]
+mod source_tests;
+#[cfg(test)]
 mod tests;
 mod types;
 mod validate;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use crate::aws::AwsOptions;
 use crate::azure::AzureOptions;
 use crate::cache::RefreshPolicy;
+use crate::source::TokenSource;
 use crate::{Env, Secret};
 
 pub(crate) use parse::parse_bool;
@@ -63,6 +66,10 @@ pub struct Settings {
     /// A password to use when the token source fails and no valid token remains
     /// (`PGAUTH_FALLBACK_PASSWORD`). Each use is counted in the status and logged.
     pub(crate) fallback_password: Option<Secret>,
+    /// The role the fallback password logs in as (`PGAUTH_FALLBACK_USER`): a password role,
+    /// since a token role (`rds_iam`, Entra-mapped) accepts no password. Unset, the fallback
+    /// password is sent as `user`.
+    pub(crate) fallback_user: Option<String>,
     /// The role migration engines log in as (`PGAUTH_MIGRATION_USER`); the service's `user`
     /// when unset. See [`Settings::for_migrations`].
     pub(crate) migration_user: Option<String>,
@@ -98,6 +105,7 @@ impl Default for Settings {
             connect_timeout: None,
             insecure_loopback: false,
             fallback_password: None,
+            fallback_user: None,
             migration_user: None,
             migration_azure_client_id: None,
             azure: AzureOptions::default(),
@@ -124,6 +132,7 @@ impl fmt::Debug for Settings {
             .field("connect_timeout", &self.connect_timeout)
             .field("insecure_loopback", &self.insecure_loopback)
             .field("fallback_password", &self.fallback_password)
+            .field("fallback_user", &self.fallback_user)
             .field("migration_user", &self.migration_user)
             .field("migration_azure_client_id", &self.migration_azure_client_id)
             .field("azure", &self.azure)
@@ -148,6 +157,7 @@ pub const ENV_VARS: &[&str] = &[
     "PGAUTH_METHOD",
     "PGAUTH_INSECURE_LOOPBACK",
     "PGAUTH_FALLBACK_PASSWORD",
+    "PGAUTH_FALLBACK_USER",
     "PGAUTH_MIGRATION_USER",
     "PGAUTH_MIGRATION_AZURE_CLIENT_ID",
 ];
@@ -219,13 +229,24 @@ impl Settings {
         self
     }
 
-    /// The settings an engine works with: [`Settings::for_custom_source`] when the caller
-    /// gives a token source of its own, else these settings unchanged.
-    pub(crate) fn for_source(&self, custom_source: bool) -> Cow<'_, Self> {
-        if custom_source && self.method == AuthMethod::Auto {
-            Cow::Owned(self.clone().for_custom_source())
-        } else {
-            Cow::Borrowed(self)
+    /// The settings an engine works with when the caller gives a token source of its own:
+    /// `Auto` becomes the source's method, [`AuthMethod::Azure`] for an Azure source
+    /// ([`SourceInfo`](crate::SourceInfo) method `azure`, as every `azure::AzureSource`
+    /// says), whose tokens may name the user, else
+    /// [`AuthMethod::Custom`] ([`Settings::for_custom_source`]). Unchanged without a source
+    /// or with a method set.
+    pub(crate) fn for_source(&self, source: Option<&dyn TokenSource>) -> Cow<'_, Self> {
+        match source {
+            Some(source) if self.method == AuthMethod::Auto => {
+                let mut settings = self.clone();
+                settings.method = if source.info().get_method() == "azure" {
+                    AuthMethod::Azure
+                } else {
+                    AuthMethod::Custom
+                };
+                Cow::Owned(settings)
+            }
+            _ => Cow::Borrowed(self),
         }
     }
 
@@ -263,6 +284,15 @@ impl Settings {
     #[must_use]
     pub fn fallback_password(mut self, password: impl Into<Secret>) -> Self {
         self.fallback_password = Some(password.into());
+        self
+    }
+
+    /// Sets the role the fallback password logs in as (`PGAUTH_FALLBACK_USER`): a
+    /// break-glass password role, since a token role (`rds_iam`, Entra-mapped) accepts no
+    /// password. Needs [`Settings::fallback_password`] and a token method.
+    #[must_use]
+    pub fn fallback_user(mut self, user: impl Into<String>) -> Self {
+        self.fallback_user = Some(user.into());
         self
     }
 
@@ -399,6 +429,12 @@ impl Settings {
     #[must_use]
     pub fn get_fallback_password(&self) -> Option<&Secret> {
         self.fallback_password.as_ref()
+    }
+
+    /// The role the fallback password logs in as (`PGAUTH_FALLBACK_USER`).
+    #[must_use]
+    pub fn get_fallback_user(&self) -> Option<&str> {
+        self.fallback_user.as_deref()
     }
 
     /// The role migration engines log in as (`PGAUTH_MIGRATION_USER`), as set.

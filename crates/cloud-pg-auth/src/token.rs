@@ -14,6 +14,8 @@ pub struct AccessToken {
     expires_at: Option<SystemTime>,
     refresh_at: Option<SystemTime>,
     details: TokenDetails,
+    /// The fallback password rather than a token (see [`AccessToken::is_fallback`]).
+    fallback: bool,
 }
 
 /// Non-secret facts about a token: who it names and how the login name was found.
@@ -125,6 +127,22 @@ impl AccessToken {
             expires_at: None,
             refresh_at: None,
             details: TokenDetails::default(),
+            fallback: false,
+        }
+    }
+
+    /// The configured fallback password, to log in as `user` (the fallback role) or, when
+    /// `None`, as the service's own user.
+    pub(crate) fn fallback(password: Secret, user: Option<&str>) -> Self {
+        let mut details = TokenDetails::default();
+        if let Some(user) = user {
+            details = details
+                .username(user)
+                .username_source(UsernameSource::Settings);
+        }
+        Self {
+            fallback: true,
+            ..Self::new(password).with_details(details)
         }
     }
 
@@ -180,6 +198,15 @@ impl AccessToken {
         &self.details
     }
 
+    /// Whether this is the configured fallback password, served by the cache because no
+    /// valid token could be had. Its details name the fallback role (`PGAUTH_FALLBACK_USER`)
+    /// when one is set; [`LoginTarget::user_for`](crate::login::LoginTarget::user_for) logs
+    /// in as it.
+    #[must_use]
+    pub fn is_fallback(&self) -> bool {
+        self.fallback
+    }
+
     /// Whether the token is still accepted at `now` (a login takes it at that instant).
     #[must_use]
     pub fn is_valid_at(&self, now: SystemTime) -> bool {
@@ -194,6 +221,7 @@ impl fmt::Debug for AccessToken {
             .field("expires_at", &self.expires_at)
             .field("refresh_at", &self.refresh_at)
             .field("details", &self.details)
+            .field("fallback", &self.fallback)
             .finish()
     }
 }

@@ -1,6 +1,7 @@
-//! `cargo xtask demo`: every adapter × every method, one short session each, against one
+//! `cargo xtask demo`: every adapter × every method (and a password callback given to the
+//! builders, `Method::Callback`), one short session each, against one
 //! emulator: migrations through the migration engine, queries through the pool, a token
-//! rollover, `dispose()`.
+//! rollover, `dispose()`. Then a fallback-role row per adapter (`demo/fallback.rs`).
 
 use std::time::Duration;
 
@@ -11,6 +12,9 @@ use serde::Serialize;
 
 use crate::{Adapter, EngineOptions, Method};
 
+mod fallback;
+pub use fallback::{FALLBACK_ROW, run_fallback_row};
+
 /// The token lifetime the demo's emulator issues, short enough to roll over in a row.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(4);
 
@@ -19,7 +23,8 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(4);
 pub struct DemoRow {
     /// `deadpool`, `bb8`, `diesel-async`, `sqlx` or `sqlx-0.8`.
     pub adapter: &'static str,
-    /// `azure-managed-identity`, `azure-workload-identity`, `aws-iam` or `password`.
+    /// `azure-managed-identity`, `azure-workload-identity`, `aws-iam`, `password` or
+    /// `password-callback`.
     pub method: &'static str,
     /// Whether every step passed.
     pub ok: bool,
@@ -72,7 +77,8 @@ async fn steps<A: Adapter>(
     let role = method.expected_role(emulator);
 
     say("migration engine: own credential, running migrations");
-    let migration = A::migration(settings.clone()).await?;
+    let migration =
+        A::migration_with_source(settings.clone(), method.token_source(emulator)).await?;
     let applied = A::migrate(&migration).await?.applied.len();
     row.migrations_applied = applied as u64;
     let migration_status = A::migration_status(&migration);
@@ -83,6 +89,7 @@ async fn steps<A: Adapter>(
         settings,
         EngineOptions {
             max_size: 4,
+            token_source: method.token_source(emulator),
             ..EngineOptions::default()
         },
     )

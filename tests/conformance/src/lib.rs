@@ -94,7 +94,15 @@ pub trait Adapter: Send + Sync + 'static {
     fn is_disposed(engine: &Self::Pooled) -> bool;
 
     /// A migration engine built from settings, with its own credential.
-    async fn migration(settings: Settings) -> Result<Self::Migration, BoxError>;
+    async fn migration(settings: Settings) -> Result<Self::Migration, BoxError> {
+        Self::migration_with_source(settings, None).await
+    }
+    /// A migration engine built from settings, with its own credential taking tokens from
+    /// `token_source` when given (the builder's `token_source`).
+    async fn migration_with_source(
+        settings: Settings,
+        token_source: Option<Arc<dyn TokenSource>>,
+    ) -> Result<Self::Migration, BoxError>;
     /// Runs the adapter's conformance migrations (one migration, `conformance_items`, which
     /// creates the table of that name).
     async fn migrate(engine: &Self::Migration) -> Result<MigrationReport, BoxError>;
@@ -125,6 +133,10 @@ pub enum Method {
     AzureWorkloadIdentity,
     /// An RDS IAM token signed with the emulator's test keys.
     Aws,
+    /// A password callback given to the builder (`token_source`), with settings from the
+    /// environment that name no method: the emulator's password role, its password from the
+    /// callback. Not in [`Method::ALL`]: its engines need [`Method::token_source`].
+    Callback,
 }
 
 impl Method {
@@ -136,6 +148,15 @@ impl Method {
         Method::Password,
     ];
 
+    /// The demo's rows: every method and the password callback.
+    pub const DEMO: [Method; 5] = [
+        Method::AzureManagedIdentity,
+        Method::AzureWorkloadIdentity,
+        Method::Aws,
+        Method::Password,
+        Method::Callback,
+    ];
+
     /// The name used in the demo's output.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -144,14 +165,30 @@ impl Method {
             Method::AzureManagedIdentity => "azure-managed-identity",
             Method::AzureWorkloadIdentity => "azure-workload-identity",
             Method::Aws => "aws-iam",
+            Method::Callback => "password-callback",
         }
+    }
+
+    /// The token source an engine of this method is given in code: the emulator's password
+    /// from a callback for [`Method::Callback`], none for the others.
+    #[must_use]
+    pub fn token_source(self, emulator: &Emulator) -> Option<Arc<dyn TokenSource>> {
+        let password = emulator.password().to_string();
+        (self == Method::Callback).then(|| {
+            let callback = cloud_pg_auth::CallbackSource::sync("vault", move || {
+                Ok::<_, std::convert::Infallible>(cloud_pg_auth::AccessToken::new(
+                    password.as_str(),
+                ))
+            });
+            Arc::new(callback) as Arc<dyn TokenSource>
+        })
     }
 
     /// The role the emulator maps this method's identity to.
     #[must_use]
     pub fn expected_role(self, emulator: &Emulator) -> String {
         match self {
-            Method::Password => emulator.password_role(),
+            Method::Password | Method::Callback => emulator.password_role(),
             Method::AzureManagedIdentity => emulator.azure_role(),
             Method::AzureWorkloadIdentity => emulator.azure_workload_role(),
             Method::Aws => emulator.aws_role(),
@@ -191,6 +228,11 @@ impl Method {
             Method::Aws => {
                 set("PGAUTH_METHOD", "aws".into());
                 set("PGUSER", emulator.aws_role().into());
+            }
+            Method::Callback => {
+                set("PGUSER", emulator.password_role().into());
+                // No method, no password: the builder's source decides.
+                env.retain(|(k, _)| k != "PGAUTH_METHOD" && k != "PGPASSWORD");
             }
         }
         env

@@ -7,6 +7,8 @@
 //! `cargo xtask bench`.
 
 mod contract;
+mod custom_source;
+mod fallback;
 mod health;
 mod lifecycle;
 mod logins;
@@ -18,6 +20,8 @@ pub use contract::{
     dispose_with_a_leaked_connection_returns, drop_with_pool_and_auth_clones_stops_the_refresher,
     migration_report_has_one_shape, pool_options_are_checked,
 };
+pub use custom_source::custom_source_with_settings_from_the_environment;
+pub use fallback::{fallback_logs_in_as_its_own_role, settings_with_fallback_role};
 pub use health::{health_follows_the_credential, health_shows_the_pool_settings};
 pub use lifecycle::{
     DropRecorder, dispose_leaves_no_task_and_no_credential,
@@ -139,6 +143,8 @@ macro_rules! conformance_tests {
             migrations_run_as_their_own_role,
             health_follows_the_credential,
             health_shows_the_pool_settings,
+            custom_source_with_settings_from_the_environment,
+            fallback_logs_in_as_its_own_role,
         );
 
         // Builds its own runtimes: the point is a runtime that ends under a credential.

@@ -55,6 +55,11 @@ mod limits;
 mod managed_identity;
 #[cfg(feature = "azure")]
 mod source;
+/// The azure_core this crate is built with: a caller's `TokenCredential` given to
+/// [`AzureSource::for_credential`] implements this version's trait.
+#[cfg(feature = "azure")]
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
+pub use azure_core;
 #[cfg(feature = "azure")]
 #[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 pub use source::AzureSource;

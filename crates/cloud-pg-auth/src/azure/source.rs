@@ -27,7 +27,7 @@ use super::{AzureCredentialKind, AzureOptions, Choice, DEFAULT_TIMEOUT, JwtClaim
 use crate::error::{ConfigError, Error, TokenError, TokenErrorKind};
 use crate::source::{SourceInfo, TokenSource};
 use crate::status::rfc3339;
-use crate::{AccessToken, Secret};
+use crate::{AccessToken, AuthMethod, Secret, Settings};
 
 /// Microsoft Entra tokens for Azure Database for PostgreSQL.
 ///
@@ -98,6 +98,57 @@ impl AzureSource {
             timeout: DEFAULT_TIMEOUT,
             kind: None,
         }
+    }
+
+    /// A source over the caller's own `TokenCredential` (any azure_identity credential, or
+    /// one of the application's) for the server `settings` name, ready for an engine's
+    /// `token_source(..)`: tokens are asked for the database scope of the settings' cloud
+    /// (the host's cloud, such as usgov for `*.postgres.database.usgovcloudapi.net`, which
+    /// `PGAUTH_AZURE_CLOUD` must agree with; for other host names `PGAUTH_AZURE_CLOUD`), within
+    /// the settings' Azure timeout. Engines treat settings that leave the method to `auto`
+    /// as Azure's with it: the user is `PGUSER`, else the name the token carries.
+    ///
+    /// ```no_run
+    /// # async fn run(credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>)
+    /// # -> Result<(), cloud_pg_auth::Error> {
+    /// use cloud_pg_auth::Settings;
+    /// use cloud_pg_auth::azure::AzureSource;
+    ///
+    /// let settings = Settings::from_env()?;
+    /// let source = AzureSource::for_credential(credential, &settings)?;
+    /// // An engine builder takes it: PooledEngine::builder(settings).token_source(source).
+    /// # let _ = source;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the host's cloud is not the settings' cloud, an Azure setting
+    /// is invalid, or `PGAUTH_METHOD` names another method.
+    pub fn for_credential(
+        credential: Arc<dyn TokenCredential>,
+        settings: &Settings,
+    ) -> Result<Arc<dyn TokenSource>, Error> {
+        let method = settings.get_method();
+        if !matches!(method, AuthMethod::Auto | AuthMethod::Azure) {
+            return Err(ConfigError::new(
+                "PGAUTH_METHOD",
+                format!(
+                    "is {} but the token source is an azure credential; unset PGAUTH_METHOD or set it to azure",
+                    method.as_str()
+                ),
+            )
+            .into());
+        }
+        let options = settings.get_azure();
+        options.check_host(settings.get_host().unwrap_or_default())?;
+        let info = SourceInfo::new("azure")
+            .cloud(options.cloud.as_str())
+            .credential_kind("token-credential");
+        let source = Self::from_credential(credential, options.effective_scope(), info)
+            .with_timeout(options.timeout);
+        Ok(Arc::new(source))
     }
 
     /// Sets the time allowed for one fetch (default [`DEFAULT_TIMEOUT`], or the options').

@@ -194,6 +194,10 @@ pub struct CacheOptions {
     /// A password used when the source fails and no valid token remains. Only when
     /// explicitly configured (`PGAUTH_FALLBACK_PASSWORD`); each use is counted and logged.
     pub(crate) fallback_password: Option<Secret>,
+    /// The role the fallback password logs in as (`PGAUTH_FALLBACK_USER`): a password role,
+    /// since a token role (`rds_iam`, Entra-mapped) accepts no password. `None`: the
+    /// service's own user, as before this setting existed.
+    pub(crate) fallback_user: Option<String>,
     /// After the server refuses a token, [`TokenCache::invalidate`](crate::TokenCache::invalidate)
     /// drops it so the next call fetches a new one, but at most once per this interval:
     /// within it, a refused token is kept, so a role the server keeps refusing does not cost
@@ -206,6 +210,7 @@ impl Default for CacheOptions {
         Self {
             policy: RefreshPolicy::default(),
             fallback_password: None,
+            fallback_user: None,
             min_invalidate_interval: Duration::from_secs(10),
         }
     }
@@ -216,6 +221,7 @@ impl fmt::Debug for CacheOptions {
         f.debug_struct("CacheOptions")
             .field("policy", &self.policy)
             .field("fallback_password", &self.fallback_password)
+            .field("fallback_user", &self.fallback_user)
             .field("min_invalidate_interval", &self.min_invalidate_interval)
             .finish()
     }
@@ -233,6 +239,13 @@ impl CacheOptions {
     #[must_use]
     pub fn fallback_password(mut self, password: impl Into<Secret>) -> Self {
         self.fallback_password = Some(password.into());
+        self
+    }
+
+    /// Sets the role the fallback password logs in as (a password role).
+    #[must_use]
+    pub fn fallback_user(mut self, user: impl Into<String>) -> Self {
+        self.fallback_user = Some(user.into());
         self
     }
 

@@ -227,6 +227,29 @@ async fn fallback_password_is_used_and_counted() {
     assert_eq!(cache.status().fallback_count, 2);
 }
 
+#[tokio::test]
+async fn the_fallback_is_marked_and_names_its_role_until_tokens_are_back() {
+    let options = CacheOptions::default()
+        .fallback_password("fallback-pw")
+        .fallback_user("break_glass");
+    let (clock, source, cache) = setup_with(Some(HOUR), options);
+    let token = cache.token().await.unwrap();
+    assert!(!token.is_fallback());
+    source.fail(TokenErrorKind::Transient, None);
+    clock.advance(2 * HOUR);
+    let fallback = cache.token().await.unwrap();
+    assert!(fallback.is_fallback());
+    assert_eq!(fallback.details().get_username(), Some("break_glass"));
+    assert_eq!(fallback.expires_at(), None);
+    assert_eq!(cache.status().fallback_count, 1);
+    // The endpoint is back: past the backoff, the next call fetches a token again.
+    source.recover();
+    clock.advance(HOUR);
+    let token = cache.token().await.unwrap();
+    assert!(!token.is_fallback(), "{token:?}");
+    assert_eq!(cache.status().fallback_count, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_slow_source_times_out_with_a_clear_error() {
     let policy = RefreshPolicy {

@@ -60,14 +60,14 @@ impl CredentialConfig {
     }
 
     /// The settings the engine logs in with: with a source of the caller's, `Auto` settings
-    /// mean that source (no password, no cloud to guess).
+    /// take the source's method (no password, no cloud to guess): Azure for an
+    /// `azure::AzureSource`, whose tokens may name the user, else
+    /// [`AuthMethod::Custom`](crate::AuthMethod::Custom), which logs in as `PGUSER`.
     #[must_use]
     pub fn login_settings(&self) -> Settings {
-        if self.token_source.is_some() {
-            self.settings.clone().for_custom_source()
-        } else {
-            self.settings.clone()
-        }
+        self.settings
+            .for_source(self.token_source.as_deref())
+            .into_owned()
     }
 
     /// Turns the background refresher off whatever the options say: for migration engines,

@@ -11,8 +11,8 @@ impl Settings {
     /// [`migration_user`](Settings::migration_user) and, on Azure, tokens come from the
     /// identity of [`migration_azure_client_id`](Settings::migration_azure_client_id) (the
     /// user then comes from its token unless a migration user is set). Unchanged when
-    /// neither is set. The fallback password is dropped when the login changes: it belongs to
-    /// the service's role. Applying it twice changes nothing more.
+    /// neither is set. The fallback password and role are dropped when the login changes: they
+    /// belong to the service. Applying it twice changes nothing more.
     ///
     /// Every migration engine builds its credential from these, so `MigrationEngine::from_env()`
     /// logs in as the migration role while `PooledEngine::from_env()` logs in as `PGUSER`.
@@ -25,6 +25,7 @@ impl Settings {
             return s;
         }
         s.fallback_password = None;
+        s.fallback_user = None;
         if let Some(id) = client_id {
             // The service's PGUSER is the service identity's role, not this identity's.
             s.user = None;

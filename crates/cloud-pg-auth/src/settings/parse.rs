@@ -14,14 +14,16 @@ use crate::error::ConfigError;
 use crate::{Env, Secret};
 
 impl Settings {
-    /// Reads the process environment, then validates.
+    /// Reads the process environment, then validates. `PGAUTH_METHOD` may stay unset for a
+    /// host of no known cloud without a password: a token source given to the engine's
+    /// builder (`token_source(..)`) then decides, and the engine's build refuses without one.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_env_vars(&Env::from_process())
     }
 
     /// Reads settings from `env`: the libpq variables, `DATABASE_URL` (whose parts win over
     /// the separate variables, as a libpq connection string does), `PGAUTH_*` and the cloud
-    /// variables. Validates before returning.
+    /// variables. Validates before returning, as [`Settings::from_env`] does.
     pub fn from_env_vars(env: &Env) -> Result<Self, ConfigError> {
         let mut s = Self {
             host: env.get("PGHOST").map(str::to_string),
@@ -54,6 +56,7 @@ impl Settings {
             s.insecure_loopback = parse_bool("PGAUTH_INSECURE_LOOPBACK", flag)?;
         }
         s.fallback_password = env.secret("PGAUTH_FALLBACK_PASSWORD");
+        s.fallback_user = env.get("PGAUTH_FALLBACK_USER").map(str::to_string);
         s.migration_user = env.get("PGAUTH_MIGRATION_USER").map(str::to_string);
         s.migration_azure_client_id = env
             .get("PGAUTH_MIGRATION_AZURE_CLIENT_ID")
@@ -64,18 +67,19 @@ impl Settings {
         s.azure = AzureOptions::from_env(env)?;
         s.aws = AwsOptions::from_env(env)?;
         check_one_cloud(env, s.resolved_method_lenient())?;
-        s.validate()?;
+        s.validate_read()?;
         Ok(s)
     }
 
     /// Parses a `postgres://` or `postgresql://` URL, then validates. Query parameters take
     /// libpq's names (`host`, `hostaddr`, `port`, `user`, `password`, `dbname`, `sslmode`,
     /// `sslrootcert`, `application_name`, `connect_timeout`) plus `pgauth_method` and
-    /// `pgauth_insecure_loopback`. Errors never quote the URL: it may hold a password.
+    /// `pgauth_insecure_loopback`. Errors never quote the URL: it may hold a password. As
+    /// with [`Settings::from_env`], the method may be left to an engine's token source.
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
         let mut s = Self::default();
         s.apply_url("url", url)?;
-        s.validate()?;
+        s.validate_read()?;
         Ok(s)
     }
 

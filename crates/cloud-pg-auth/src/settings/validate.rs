@@ -32,6 +32,22 @@ impl Settings {
         self.resolved_method().ok()
     }
 
+    /// What [`Settings::from_env`] and [`Settings::from_url`] check: all of
+    /// [`Settings::validate`], except that `auto` with nothing to decide by (no password, a
+    /// host of no known cloud) is left to a token source given to the engine's builder
+    /// (`token_source(..)`). Such settings are checked as a custom source's, the user aside:
+    /// the engine's build checks it (PGUSER) or, without a source, says it cannot tell how
+    /// to log in.
+    pub(super) fn validate_read(&self) -> Result<(), ConfigError> {
+        if self.method != AuthMethod::Auto || self.resolved_method().is_ok() {
+            return self.validate();
+        }
+        match self.clone().for_custom_source().validate() {
+            Err(e) if e.setting() == "PGUSER" && self.user.is_none() => Ok(()),
+            other => other,
+        }
+    }
+
     /// The sslmode in force: the configured one, or the default for the method.
     pub fn effective_ssl_mode(&self) -> Result<SslMode, ConfigError> {
         let method = self.resolved_method()?;
@@ -165,7 +181,7 @@ impl Settings {
                     if self.user.is_none() {
                         return Err(ConfigError::new(
                             "PGUSER",
-                            "no user; set PGUSER or give a user in DATABASE_URL",
+                            "no user for the custom token source to log in as; set PGUSER or give a user in DATABASE_URL",
                         ));
                     }
                 } else if method == AuthMethod::Azure {
@@ -199,6 +215,7 @@ impl Settings {
                 ),
             ));
         }
+        self.check_fallback_user(method)?;
         self.check_migration_identity(method)?;
         if let RootCerts::File(path) = &self.root_certs
             && mode.verifies()
@@ -208,6 +225,27 @@ impl Settings {
                 "PGSSLROOTCERT",
                 format!("{} is not a readable file", path.display()),
             ));
+        }
+        Ok(())
+    }
+
+    /// The fallback role is a password role for token methods: it needs the fallback
+    /// password and a method whose own login is a token.
+    fn check_fallback_user(&self, method: AuthMethod) -> Result<(), ConfigError> {
+        let Some(user) = &self.fallback_user else {
+            return Ok(());
+        };
+        let error = |message: &str| Err(ConfigError::new("PGAUTH_FALLBACK_USER", message));
+        if user.is_empty() || user.contains('\0') {
+            return error("is empty or contains a NUL byte");
+        }
+        if !method.is_token() {
+            return error("only applies to token methods (azure, aws); unset it");
+        }
+        if self.fallback_password.is_none() {
+            return error(
+                "names the role the fallback password logs in as, but no fallback password is set; set PGAUTH_FALLBACK_PASSWORD or unset PGAUTH_FALLBACK_USER",
+            );
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! `cloud-pg-auth-bb8` seen through the [`Adapter`](crate::Adapter) trait.
 
-use super::{build_pooled, select_current_user};
+use std::sync::Arc;
+
+use super::{build_migration, build_pooled, select_current_user};
 use crate::{Adapter, EngineOptions};
 use async_trait::async_trait;
-use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings};
+use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
 use cloud_pg_auth_bb8::{
     MigrationEngine, MigrationReport, Migrations, Pool, PooledEngine, migrations,
 };
@@ -100,9 +102,12 @@ impl Adapter for Bb8 {
         engine.is_disposed()
     }
 
-    async fn migration(settings: Settings) -> Result<Migration, BoxError> {
+    async fn migration_with_source(
+        settings: Settings,
+        token_source: Option<Arc<dyn TokenSource>>,
+    ) -> Result<Migration, BoxError> {
         Ok(Migration {
-            engine: MigrationEngine::from_settings(settings).await?,
+            engine: build_migration!(MigrationEngine, settings, token_source)?,
             migrations: migrations!["../../migrations/tokio-postgres/V1__conformance_items.sql"]?,
         })
     }

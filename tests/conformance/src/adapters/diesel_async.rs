@@ -1,9 +1,11 @@
 //! `cloud-pg-auth-diesel-async` seen through the [`Adapter`](crate::Adapter) trait.
 
-use super::build_pooled;
+use std::sync::Arc;
+
+use super::{build_migration, build_pooled};
 use crate::{Adapter, EngineOptions};
 use async_trait::async_trait;
-use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings};
+use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
 use cloud_pg_auth_diesel_async::diesel::sql_types::{Integer, Text};
 use cloud_pg_auth_diesel_async::diesel_async::RunQueryDsl;
 use cloud_pg_auth_diesel_async::diesel_migrations::{self, EmbeddedMigrations, embed_migrations};
@@ -93,8 +95,11 @@ impl Adapter for DieselAsync {
         engine.is_disposed()
     }
 
-    async fn migration(settings: Settings) -> Result<MigrationEngine, BoxError> {
-        Ok(MigrationEngine::from_settings(settings).await?)
+    async fn migration_with_source(
+        settings: Settings,
+        token_source: Option<Arc<dyn TokenSource>>,
+    ) -> Result<MigrationEngine, BoxError> {
+        Ok(build_migration!(MigrationEngine, settings, token_source)?)
     }
 
     async fn migrate(engine: &MigrationEngine) -> Result<MigrationReport, BoxError> {

@@ -31,6 +31,18 @@ macro_rules! build_pooled {
 }
 pub(crate) use build_pooled;
 
+/// A migration engine builder given the scenario's token source, if any, then built.
+macro_rules! build_migration {
+    ($engine:ty, $settings:expr, $source:expr) => {{
+        let mut builder = <$engine>::builder($settings);
+        if let Some(source) = $source {
+            builder = builder.token_source(source);
+        }
+        builder.build().await
+    }};
+}
+pub(crate) use build_migration;
+
 /// `SELECT current_user` over a tokio-postgres client (the deadpool and bb8 adapters).
 async fn select_current_user(
     client: &cloud_pg_auth::tokio_postgres::Client,

@@ -8,10 +8,12 @@ macro_rules! sqlx_adapter {
         $(#[$doc])*
         pub(super) mod $module {
             use std::path::Path;
-                        use crate::adapters::build_pooled;
+            use std::sync::Arc;
+
+            use crate::adapters::{build_migration, build_pooled};
             use crate::{Adapter, EngineOptions};
             use async_trait::async_trait;
-            use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings};
+            use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
             use $($version)::+::sqlx::migrate::Migrator;
             use $($version)::+::{
                 Connection, MigrationEngine, MigrationReport, Pool, PooledEngine, sqlx,
@@ -110,8 +112,11 @@ macro_rules! sqlx_adapter {
                     engine.is_disposed()
                 }
 
-                async fn migration(settings: Settings) -> Result<Migration, BoxError> {
-                    let engine = MigrationEngine::from_settings(settings).await?;
+                async fn migration_with_source(
+                    settings: Settings,
+                    token_source: Option<Arc<dyn TokenSource>>,
+                ) -> Result<Migration, BoxError> {
+                    let engine = build_migration!(MigrationEngine, settings, token_source)?;
                     // The same migration files for both versions (same format, same table).
                     let migrator = Migrator::new(Path::new(concat!(
                         env!("CARGO_MANIFEST_DIR"),
