@@ -9,6 +9,8 @@ mod tests;
 mod tests_faults;
 #[cfg(test)]
 mod tests_health;
+#[cfg(test)]
+mod tests_spans;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -390,6 +392,7 @@ impl Inner {
         let mut state = lock(&self.state);
         if let Some(password) = &self.options.fallback_password {
             state.fallback_count += 1;
+            crate::metrics::fallback_used(self.info.get_method());
             let user = self.options.fallback_user.as_deref();
             tracing::warn!(
                 source = %self.info.label(),

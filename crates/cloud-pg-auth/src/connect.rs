@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::task::JoinHandle;
-use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::config::{SslMode as PgSslMode, TargetSessionAttrs as PgTargetSessionAttrs};
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{Client, Config, NoTls, Socket};
 
@@ -13,7 +13,7 @@ use crate::Secret;
 use crate::auth::Auth;
 use crate::error::Error;
 use crate::login::{Attempt, AttemptError, LoginStats, LoginTarget};
-use crate::settings::{Settings, SslMode};
+use crate::settings::{Settings, SslMode, TargetSessionAttrs};
 use crate::status::AuthStatus;
 use crate::tls::MakeRustls;
 
@@ -59,6 +59,24 @@ impl PgConnector {
         }
         if let Some(timeout) = settings.connect_timeout {
             config.connect_timeout(timeout);
+        }
+        if let Some(options) = &settings.options {
+            config.options(options);
+        }
+        config.target_session_attrs(match settings.target_session_attrs {
+            TargetSessionAttrs::Any => PgTargetSessionAttrs::Any,
+            TargetSessionAttrs::ReadWrite => PgTargetSessionAttrs::ReadWrite,
+            TargetSessionAttrs::ReadOnly => PgTargetSessionAttrs::ReadOnly,
+        });
+        config.keepalives(settings.keepalives);
+        if let Some(idle) = settings.keepalives_idle {
+            config.keepalives_idle(idle);
+        }
+        if let Some(interval) = settings.keepalives_interval {
+            config.keepalives_interval(interval);
+        }
+        if let Some(count) = settings.keepalives_count {
+            config.keepalives_retries(count);
         }
         config.ssl_mode(match policy.mode() {
             SslMode::Disable => PgSslMode::Disable,

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod env;
 mod error;
 pub mod login;
+pub mod metrics;
 #[cfg(feature = "tokio-postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
 pub mod migrate;
@@ -20,6 +21,8 @@ mod secret;
 pub mod settings;
 mod source;
 mod status;
+#[cfg(test)]
+mod test_spans;
 #[cfg(any(test, feature = "test-util"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
@@ -34,7 +37,7 @@ pub use connect::{PgConnector, RawConnection};
 pub use env::Env;
 pub use error::{BoxError, ConfigError, Error, TokenError, TokenErrorKind};
 pub use secret::Secret;
-pub use settings::{AuthMethod, RootCerts, Settings, SslMode};
+pub use settings::{AuthMethod, RootCerts, Settings, SslMode, TargetSessionAttrs};
 pub use source::{CallbackSource, SourceInfo, StaticPassword, TokenSource};
 pub use status::{AuthStatus, EngineStatus, Health, PoolSettings, PoolStatus};
 pub use token::{AccessToken, TokenDetails, UsernameSource};

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::error::{BoxError, ConfigError, Error};
 use crate::net::Endpoint;
@@ -190,6 +192,7 @@ impl LoginTarget {
     /// Counts a physical connection opened.
     pub fn count_opened(&self) {
         self.opened.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::connection_opened(self.label());
     }
 
     /// The login counters.
@@ -212,23 +215,51 @@ impl LoginTarget {
         Fut: Future<Output = Result<T, AttemptError<E>>>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let mut which = Attempt::First;
-        loop {
-            match attempt(which).await {
-                Ok(value) => return Ok(value),
-                Err(AttemptError::Before(error)) => return Err(error),
-                Err(AttemptError::Server { error, sqlstate }) => {
-                    let refused = is_refused_login(sqlstate.as_deref());
-                    if refused && which == Attempt::First {
-                        which = Attempt::Retry;
-                        self.auth_retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(target_db = %self.label(), "login refused; retrying once with a new token");
-                        continue;
+        // One span per login, whatever the adapter; the token fetch it may start nests
+        // under it. The target is `host:port as user`: never a password or token.
+        let span = tracing::info_span!(
+            "cloud_pg_auth.login",
+            target = %self.label(),
+            attempt = Empty,
+            outcome = Empty,
+            sqlstate = Empty,
+        );
+        let login = async {
+            let span = tracing::Span::current();
+            let mut which = Attempt::First;
+            loop {
+                span.record("attempt", if which == Attempt::First { 1 } else { 2 });
+                match attempt(which).await {
+                    Ok(value) => {
+                        span.record("outcome", "ok");
+                        return Ok(value);
                     }
-                    return Err(self.login_error(error, sqlstate, refused));
+                    Err(AttemptError::Before(error)) => {
+                        span.record("outcome", "error");
+                        return Err(error);
+                    }
+                    Err(AttemptError::Server { error, sqlstate }) => {
+                        if let Some(code) = &sqlstate {
+                            span.record("sqlstate", code.as_str());
+                        }
+                        let refused = is_refused_login(sqlstate.as_deref());
+                        if refused {
+                            crate::metrics::login_refused(self.label());
+                        }
+                        if refused && which == Attempt::First {
+                            which = Attempt::Retry;
+                            self.auth_retries.fetch_add(1, Ordering::Relaxed);
+                            crate::metrics::login_retried(self.label());
+                            tracing::info!(target_db = %self.label(), "login refused; retrying once with a new token");
+                            continue;
+                        }
+                        span.record("outcome", if refused { "refused" } else { "error" });
+                        return Err(self.login_error(error, sqlstate, refused));
+                    }
                 }
             }
-        }
+        };
+        login.instrument(span).await
     }
 
     /// A failed login as every adapter reports it: a second refusal says what to check, a
@@ -355,6 +386,52 @@ mod tests {
             .retry_once(|_| async { Err(AttemptError::<DriverError>::Before(Error::Disposed)) })
             .await;
         assert!(matches!(result, Err(Error::Disposed)));
+    }
+
+    #[test]
+    fn each_login_has_a_span_with_its_attempts_outcome_and_sqlstate() {
+        let target = LoginTarget::from_settings(&offline_password_settings("pw")).unwrap();
+        let login = |answers: &'static [&'static str]| {
+            let calls = AtomicUsize::new(0);
+            let target = &target;
+            async move {
+                let _ = target
+                    .retry_once(|_| {
+                        let answer = answers[calls.fetch_add(1, Ordering::SeqCst)];
+                        async move {
+                            match answer {
+                                "ok" => Ok(()),
+                                code => Err(server(code)),
+                            }
+                        }
+                    })
+                    .await;
+            }
+        };
+        let ((), log) = crate::test_spans::with_span_log(|_| async {
+            login(&["ok"]).await;
+            login(&["28P01", "ok"]).await;
+            login(&["28000", "28P01"]).await;
+            login(&["57P03"]).await;
+        });
+        let spans = log.named("cloud_pg_auth.login");
+        let seen: Vec<_> = spans
+            .iter()
+            .map(|s| {
+                assert_eq!(s.get("target"), Some("127.0.0.1:1 as app"));
+                (s.get("attempt"), s.get("outcome"), s.get("sqlstate"))
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Some("1"), Some("ok"), None),
+                (Some("2"), Some("ok"), Some("28P01")),
+                (Some("2"), Some("refused"), Some("28P01")),
+                (Some("1"), Some("error"), Some("57P03")),
+            ]
+        );
+        log.assert_never_shows("pw");
     }
 
     #[test]

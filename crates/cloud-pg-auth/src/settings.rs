@@ -3,10 +3,12 @@
 //! The types (`types`), reading them from a URL or the environment (`parse`), checking them
 //! together (`validate`); this file holds [`Settings`] itself and its builder methods.
 
+mod conninfo;
 mod migration;
 #[cfg(test)]
 mod migration_tests;
 mod parse;
+mod session;
 #[cfg(test)]
 mod source_tests;
 #[cfg(test)]
@@ -26,6 +28,7 @@ use crate::source::TokenSource;
 use crate::{Env, Secret};
 
 pub(crate) use parse::parse_bool;
+pub use session::TargetSessionAttrs;
 pub use types::{AuthMethod, RootCerts, SslMode};
 
 /// Everything needed to reach one server and log in.
@@ -60,6 +63,18 @@ pub struct Settings {
     pub(crate) application_name: Option<String>,
     /// `PGCONNECT_TIMEOUT`.
     pub(crate) connect_timeout: Option<Duration>,
+    /// Server options sent at login (`PGOPTIONS`, libpq's `options`): `-c name=value`.
+    pub(crate) options: Option<String>,
+    /// What the server must allow (`PGTARGETSESSIONATTRS`).
+    pub(crate) target_session_attrs: TargetSessionAttrs,
+    /// TCP keepalives on the server connection (libpq's `keepalives`, on by default).
+    pub(crate) keepalives: bool,
+    /// Idle time before the first keepalive probe (`keepalives_idle`).
+    pub(crate) keepalives_idle: Option<Duration>,
+    /// Time between keepalive probes (`keepalives_interval`).
+    pub(crate) keepalives_interval: Option<Duration>,
+    /// Unanswered probes before the connection is dropped (`keepalives_count`).
+    pub(crate) keepalives_count: Option<u32>,
     /// Allow a token over plaintext or an unverified certificate, for loopback hosts only
     /// (`PGAUTH_INSECURE_LOOPBACK=1`): test set-ups such as an SSH tunnel or a local proxy.
     pub(crate) insecure_loopback: bool,
@@ -103,6 +118,12 @@ impl Default for Settings {
             root_certs: RootCerts::Bundled,
             application_name: None,
             connect_timeout: None,
+            options: None,
+            target_session_attrs: TargetSessionAttrs::Any,
+            keepalives: true,
+            keepalives_idle: None,
+            keepalives_interval: None,
+            keepalives_count: None,
             insecure_loopback: false,
             fallback_password: None,
             fallback_user: None,
@@ -130,6 +151,12 @@ impl fmt::Debug for Settings {
             .field("root_certs", &self.root_certs)
             .field("application_name", &self.application_name)
             .field("connect_timeout", &self.connect_timeout)
+            .field("options", &self.options)
+            .field("target_session_attrs", &self.target_session_attrs)
+            .field("keepalives", &self.keepalives)
+            .field("keepalives_idle", &self.keepalives_idle)
+            .field("keepalives_interval", &self.keepalives_interval)
+            .field("keepalives_count", &self.keepalives_count)
             .field("insecure_loopback", &self.insecure_loopback)
             .field("fallback_password", &self.fallback_password)
             .field("fallback_user", &self.fallback_user)
@@ -154,6 +181,8 @@ pub const ENV_VARS: &[&str] = &[
     "PGSSLROOTCERT",
     "PGAPPNAME",
     "PGCONNECT_TIMEOUT",
+    "PGOPTIONS",
+    "PGTARGETSESSIONATTRS",
     "PGAUTH_METHOD",
     "PGAUTH_INSECURE_LOOPBACK",
     "PGAUTH_FALLBACK_PASSWORD",

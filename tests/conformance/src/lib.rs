@@ -69,6 +69,9 @@ pub trait Adapter: Send + Sync + 'static {
     async fn pooled(settings: Settings, options: EngineOptions) -> Result<Self::Pooled, BoxError>;
     /// Checks out a connection (reused or new) and returns `SELECT current_user`.
     async fn current_user(engine: &Self::Pooled) -> Result<String, BoxError>;
+    /// Checks out a connection and returns a server setting (`SHOW name`, as
+    /// `current_setting(name)`): what the session was given at login.
+    async fn show(engine: &Self::Pooled, name: &str) -> Result<String, BoxError>;
     /// Checks out a connection that the pool opens for this call, returns `SELECT
     /// current_user` and discards the connection, so the next call opens another.
     async fn current_user_on_new_connection(engine: &Self::Pooled) -> Result<String, BoxError>;

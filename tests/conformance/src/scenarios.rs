@@ -13,6 +13,7 @@ mod health;
 mod lifecycle;
 mod logins;
 mod migration_role;
+mod options;
 mod refresh;
 mod secrets;
 
@@ -32,6 +33,7 @@ pub use logins::{
     logins_for_every_method, plaintext_is_refused,
 };
 pub use migration_role::migrations_run_as_their_own_role;
+pub use options::connection_options_reach_the_server;
 pub use refresh::{
     outage_is_ridden_out_while_the_token_is_valid, postgres_restart_is_survived,
     rollover_keeps_opening_connections, slow_endpoint_does_not_delay_opens, throttling_is_honoured,
@@ -145,6 +147,7 @@ macro_rules! conformance_tests {
             health_shows_the_pool_settings,
             custom_source_with_settings_from_the_environment,
             fallback_logs_in_as_its_own_role,
+            connection_options_reach_the_server,
         );
 
         // Builds its own runtimes: the point is a runtime that ends under a credential.

@@ -7,7 +7,7 @@ use std::fmt;
 use std::future::Future;
 
 use cloud_pg_auth::login::{AttemptError, LoginStats, LoginTarget};
-use cloud_pg_auth::{AccessToken, Settings};
+use cloud_pg_auth::{AccessToken, ConfigError, Settings, TargetSessionAttrs};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use super::error::sqlstate;
@@ -52,11 +52,37 @@ impl Target {
         // PGAPPNAME and PGOPTIONS. Each is overwritten below, except the three certificate
         // paths (unused: sqlx reads them only for TLS, and it is told `disable`) and
         // PGOPTIONS, which sqlx can only append to (see `warn_inherited_options`).
-        let base = base.unwrap_or_else(PgConnectOptions::new_without_pgpass);
-        if own_base {
-            warn_inherited_options(base.get_options());
+        if settings.get_target_session_attrs() != TargetSessionAttrs::Any {
+            // sqlx checks no session property after login; refuse rather than ignore.
+            return Err(cloud_pg_auth::Error::Config(ConfigError::new(
+                "PGTARGETSESSIONATTRS",
+                format!(
+                    "is {} but the sqlx adapter cannot check it (sqlx has no target_session_attrs); unset it, or use the deadpool, bb8 or diesel-async adapter",
+                    settings.get_target_session_attrs().as_str()
+                ),
+            ))
+            .into());
         }
-        let mut options = base
+        let pairs = settings
+            .get_option_pairs()
+            .map_err(cloud_pg_auth::Error::Config)?;
+        let base = base.unwrap_or_else(PgConnectOptions::new_without_pgpass);
+        // Settings read from this process's environment carry the PGOPTIONS sqlx already
+        // read: sent once, not twice.
+        let inherited = own_base
+            .then(|| base.get_options().map(str::to_owned))
+            .flatten()
+            .filter(|o| !o.trim().is_empty());
+        let already_sent = inherited.is_some() && inherited.as_deref() == settings.get_options();
+        if !already_sent {
+            warn_inherited_options(inherited.as_deref());
+        }
+        let mut options = if already_sent || pairs.is_empty() {
+            base
+        } else {
+            with_server_options(base, pairs)
+        };
+        options = options
             .host(endpoint.host())
             .port(endpoint.port())
             .ssl_mode(PgSslMode::Disable)
@@ -208,10 +234,23 @@ fn warn_inherited_options(inherited: Option<&str>) {
     if inherited.is_some_and(|o| !o.is_empty()) {
         tracing::warn!(
             "PGOPTIONS is set in this process's environment and sqlx sends it with every login \
-             (it cannot be removed through sqlx's API); unset it, or pass the options you want \
-             with PooledEngineBuilder::connect_options"
+             before the settings' options (it cannot be removed through sqlx's API); unset it, \
+             or read the settings from this environment so that they agree"
         );
     }
+}
+
+/// Appends the settings' server options (`-c name=value` pairs). sqlx 0.9 escapes spaces and
+/// backslashes in what it is given; sqlx 0.8 writes them as they are, so they are escaped
+/// here first, the way the server reads them.
+fn with_server_options(base: PgConnectOptions, pairs: Vec<(String, String)>) -> PgConnectOptions {
+    let probe = base.clone().options([("p", "a b")]);
+    let escapes = probe.get_options().is_some_and(|o| o.ends_with(r"a\ b"));
+    if escapes {
+        return base.options(pairs);
+    }
+    let escape = |s: &str| s.replace('\\', r"\\").replace(' ', r"\ ");
+    base.options(pairs.iter().map(|(k, v)| (escape(k), escape(v))))
 }
 
 /// `options` pointed at the relay, without TLS (the relay does it).

@@ -8,6 +8,8 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use super::{Inner, State, lock};
 use crate::AccessToken;
@@ -62,6 +64,19 @@ impl Inner {
         state.flights_started += 1;
         let id = state.flights_started;
         let (tx, rx) = watch::channel(None);
+        // Opened here, in the caller's context, so the fetch nests under the login or the
+        // refresh that started it. The identity is a label (client id, ARN), never a secret.
+        let span = tracing::info_span!(
+            "cloud_pg_auth.token_fetch",
+            source = %self.info.label(),
+            identity = Empty,
+            attempt = state.consecutive_failures.saturating_add(1),
+            duration_ms = Empty,
+            outcome = Empty,
+        );
+        if let Some(identity) = self.info.get_identity() {
+            span.record("identity", identity);
+        }
         let fetch = run(
             Arc::downgrade(self),
             Arc::clone(&self.source),
@@ -69,8 +84,9 @@ impl Inner {
             tx,
             self.options.policy.fetch_timeout,
             self.info.label(),
+            self.info.get_method(),
         );
-        let task = runtime.spawn(fetch).abort_handle();
+        let task = runtime.spawn(fetch.instrument(span)).abort_handle();
         let flight = Flight {
             id,
             outcome: rx,
@@ -85,6 +101,19 @@ impl Inner {
         let mut state = lock(&self.state);
         if state.flight.as_ref().is_some_and(|f| f.id == id) {
             state.flight = None;
+        }
+    }
+
+    /// Seconds of validity left on the cached token (0 without a valid one); `None` for a
+    /// token that never expires (a static password), which has no such gauge.
+    fn seconds_left(&self) -> Option<f64> {
+        let now = self.clock.now();
+        let state = lock(&self.state);
+        match &state.token {
+            Some(token) if token.is_valid_at(now) => token
+                .expires_at()
+                .map(|at| at.duration_since(now).unwrap_or_default().as_secs_f64()),
+            _ => Some(0.0),
         }
     }
 
@@ -104,13 +133,46 @@ async fn run(
     outcome: watch::Sender<Option<Fetched>>,
     timeout: Duration,
     label: String,
+    method: &'static str,
 ) {
+    let started = tokio::time::Instant::now();
     let result = fetch(source, timeout, &label).await;
-    let recorded = match cache.upgrade() {
-        Some(inner) => inner.record(id, result),
-        None => result.ok(),
+    let took = started.elapsed();
+    let failed = result.as_ref().err().map(TokenError::kind);
+    let (recorded, seconds_left) = match cache.upgrade() {
+        Some(inner) => {
+            let recorded = inner.record(id, result);
+            (recorded, inner.seconds_left())
+        }
+        None => (result.ok(), None),
     };
+    // The cache refuses a token that arrived already expired: a failure too.
+    let how = match (&recorded, failed) {
+        (Some(_), _) => "ok",
+        (None, Some(kind)) => outcome_label(kind),
+        (None, None) => "expired",
+    };
+    let span = tracing::Span::current();
+    span.record(
+        "duration_ms",
+        u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+    );
+    span.record("outcome", how);
+    crate::metrics::token_fetched(method, how, took);
+    if let Some(seconds) = seconds_left {
+        crate::metrics::token_validity(method, seconds);
+    }
     outcome.send_replace(Some(recorded));
+}
+
+/// The `outcome` of a failed fetch, in spans and metrics: the kind of its error.
+fn outcome_label(kind: TokenErrorKind) -> &'static str {
+    match kind {
+        TokenErrorKind::Transient => "transient",
+        TokenErrorKind::Throttled => "throttled",
+        TokenErrorKind::Rejected => "rejected",
+        TokenErrorKind::Config => "config",
+    }
 }
 
 /// One call to the source, bounded by `timeout`; a panic in the source is a failed fetch.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use super::flight::Waited;
 use super::{Inner, Step, lock};
@@ -64,20 +65,36 @@ pub(super) async fn run(weak: Weak<Inner>, registration: EndOnDrop) {
             }
             continue;
         }
-        let step = inner.next_step(true);
+        // The fetch this refresh starts nests under its span.
+        let span = tracing::info_span!(
+            "cloud_pg_auth.token_refresh",
+            source = %inner.info.label(),
+            outcome = tracing::field::Empty,
+        );
+        let step = span.in_scope(|| inner.next_step(true));
         let patience = inner.patience();
         drop(inner);
         match step {
             Ok(Step::Wait(flight, _)) => {
                 let id = flight.id();
-                if let Waited::Lost = flight.wait(patience).await
+                let waited = flight.wait(patience).instrument(span.clone()).await;
+                let outcome = match &waited {
+                    Waited::Done(Some(_)) => "ok",
+                    Waited::Done(None) => "failed",
+                    Waited::Lost => "lost",
+                };
+                span.record("outcome", outcome);
+                if let Waited::Lost = waited
                     && let Some(inner) = weak.upgrade()
                 {
                     inner.forget_flight(id);
                 }
             }
             // Nothing to do after all (the clock moved between the two looks): let others run.
-            _ => tokio::task::yield_now().await,
+            _ => {
+                span.record("outcome", "skipped");
+                tokio::task::yield_now().await;
+            }
         }
     }
 }

@@ -31,6 +31,10 @@ impl Settings {
             user: env.get("PGUSER").map(str::to_string),
             password: env.secret("PGPASSWORD"),
             application_name: env.get("PGAPPNAME").map(str::to_string),
+            options: env
+                .get("PGOPTIONS")
+                .filter(|o| !o.trim().is_empty())
+                .map(str::to_string),
             env: env.clone(),
             ..Self::default()
         };
@@ -48,6 +52,9 @@ impl Settings {
         }
         if let Some(timeout) = env.get("PGCONNECT_TIMEOUT") {
             s.connect_timeout = parse_timeout("PGCONNECT_TIMEOUT", timeout)?;
+        }
+        if let Some(attrs) = env.get("PGTARGETSESSIONATTRS") {
+            s.target_session_attrs = attrs.parse()?;
         }
         if let Some(method) = env.get("PGAUTH_METHOD") {
             s.method = method.parse()?;
@@ -71,9 +78,12 @@ impl Settings {
         Ok(s)
     }
 
-    /// Parses a `postgres://` or `postgresql://` URL, then validates. Query parameters take
+    /// Parses a `postgres://` or `postgresql://` URL (or libpq's key=value form,
+    /// `host=db dbname=app sslmode=verify-full`, with the same names), then validates. Query parameters take
     /// libpq's names (`host`, `hostaddr`, `port`, `user`, `password`, `dbname`, `sslmode`,
-    /// `sslrootcert`, `application_name`, `connect_timeout`) plus `pgauth_method` and
+    /// `sslrootcert`, `application_name`, `connect_timeout`, `options`,
+    /// `target_session_attrs`, `keepalives`, `keepalives_idle`, `keepalives_interval`,
+    /// `keepalives_count`) plus `pgauth_method` and
     /// `pgauth_insecure_loopback`. Errors never quote the URL: it may hold a password. As
     /// with [`Settings::from_env`], the method may be left to an engine's token source.
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
@@ -85,10 +95,17 @@ impl Settings {
 
     fn apply_url(&mut self, setting: &str, raw: &str) -> Result<(), ConfigError> {
         let bad = |msg: &str| ConfigError::new(setting, msg);
-        let rest = raw
+        let Some(rest) = raw
             .strip_prefix("postgres://")
             .or_else(|| raw.strip_prefix("postgresql://"))
-            .ok_or_else(|| bad("must start with postgres:// or postgresql://"))?;
+        else {
+            if super::conninfo::is_conninfo(raw) {
+                return self.apply_conninfo(setting, raw);
+            }
+            return Err(bad(
+                "must start with postgres:// or postgresql://, or be libpq's key=value form (host=... dbname=...)",
+            ));
+        };
         check_url_shape(rest).map_err(|msg| bad(&msg))?;
         // Past the shape check, an '@' after the host can only be a password with an
         // unencoded '/', '?' or '#'; then every error stays generic so none quotes a piece.
@@ -170,55 +187,94 @@ impl Settings {
                 });
             };
             let value = decode(setting, "query parameter", value)?;
-            let name = format!("{setting} {key}");
-            match key {
-                "sslmode" => {
-                    self.ssl_mode = Some(
-                        value
-                            .parse()
-                            .map_err(|e: ConfigError| ConfigError::new(name, e.message()))?,
-                    )
-                }
-                "sslrootcert" => self.root_certs = parse_root_certs(&value),
-                "application_name" => self.application_name = Some(value),
-                "connect_timeout" => self.connect_timeout = parse_timeout(&name, &value)?,
-                "host" => self.host = Some(value),
-                "hostaddr" => self.hostaddr = Some(parse_hostaddr(&name, &value)?),
-                "port" => self.port = parse_port(&name, &value)?,
-                "user" => self.user = Some(value),
-                "dbname" => self.dbname = Some(value),
-                "password" => self.password = Some(Secret::new(value)),
-                "pgauth_method" => {
-                    let method: AuthMethod = value
-                        .parse()
-                        .map_err(|e: ConfigError| ConfigError::new(name.clone(), e.message()))?;
-                    if self.method != AuthMethod::Auto
-                        && method != AuthMethod::Auto
-                        && method != self.method
-                    {
-                        return Err(ConfigError::new(
-                            name,
-                            format!(
-                                "says {} but PGAUTH_METHOD says {}; two methods at once, keep one",
-                                method.as_str(),
-                                self.method.as_str()
-                            ),
-                        ));
-                    }
-                    self.method = method;
-                }
-                "pgauth_insecure_loopback" => self.insecure_loopback = parse_bool(&name, &value)?,
-                _ if suspect => return Err(generic()),
-                _ => {
-                    return Err(bad(&format!(
-                        "unknown query parameter {}; supported: sslmode, sslrootcert, application_name, connect_timeout, host, hostaddr, port, user, dbname, password, pgauth_method, pgauth_insecure_loopback",
-                        quoted_key(key)
-                    )));
-                }
+            if !self.apply_param(&format!("{setting} {key}"), key, value)? {
+                return Err(if suspect {
+                    generic()
+                } else {
+                    bad(&format!(
+                        "unknown query parameter {}; supported: {}",
+                        quoted_key(key),
+                        supported_params()
+                    ))
+                });
             }
         }
         Ok(())
     }
+
+    /// Applies one libpq parameter read from a URL's query or a key=value string; `Ok(false)`
+    /// for a name not read here. `name` is the setting errors name.
+    pub(super) fn apply_param(
+        &mut self,
+        name: &str,
+        key: &str,
+        value: String,
+    ) -> Result<bool, ConfigError> {
+        match key {
+            "sslmode" => {
+                self.ssl_mode = Some(
+                    value
+                        .parse()
+                        .map_err(|e: ConfigError| ConfigError::new(name, e.message()))?,
+                )
+            }
+            "sslrootcert" => self.root_certs = parse_root_certs(&value),
+            "application_name" => self.application_name = Some(value),
+            "connect_timeout" => self.connect_timeout = parse_timeout(name, &value)?,
+            "host" => self.host = Some(value),
+            "hostaddr" => self.hostaddr = Some(parse_hostaddr(name, &value)?),
+            "port" => self.port = parse_port(name, &value)?,
+            "user" => self.user = Some(value),
+            "dbname" => self.dbname = Some(value),
+            "password" => self.password = Some(Secret::new(value)),
+            "pgauth_method" => {
+                let method: AuthMethod = value
+                    .parse()
+                    .map_err(|e: ConfigError| ConfigError::new(name, e.message()))?;
+                if self.method != AuthMethod::Auto
+                    && method != AuthMethod::Auto
+                    && method != self.method
+                {
+                    return Err(ConfigError::new(
+                        name,
+                        format!(
+                            "says {} but PGAUTH_METHOD says {}; two methods at once, keep one",
+                            method.as_str(),
+                            self.method.as_str()
+                        ),
+                    ));
+                }
+                self.method = method;
+            }
+            "pgauth_insecure_loopback" => self.insecure_loopback = parse_bool(name, &value)?,
+            _ => return self.apply_session_param(key, &value, name),
+        }
+        Ok(true)
+    }
+}
+
+/// The URL parameters (and key=value keywords) read, for the refusal of an unknown one.
+pub(super) fn supported_params() -> String {
+    const BASIC: &[&str] = &[
+        "sslmode",
+        "sslrootcert",
+        "application_name",
+        "connect_timeout",
+        "host",
+        "hostaddr",
+        "port",
+        "user",
+        "dbname",
+        "password",
+    ];
+    let auth = ["pgauth_method", "pgauth_insecure_loopback"];
+    BASIC
+        .iter()
+        .chain(super::session::SESSION_PARAMS)
+        .chain(&auth)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Azure and AWS settings together are two clouds at once: refuse rather than guess.

@@ -78,6 +78,7 @@ impl Settings {
 
     /// Checks the settings together; the error names the setting to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_session()?;
         let method = self.resolved_method()?;
         let host = self.host.as_deref().ok_or_else(|| {
             ConfigError::new(

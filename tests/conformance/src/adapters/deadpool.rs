@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{build_migration, build_pooled, select_current_user};
+use super::{build_migration, build_pooled, select_current_user, show};
 use crate::{Adapter, EngineOptions};
 use async_trait::async_trait;
 use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
@@ -37,6 +37,11 @@ impl Adapter for Deadpool {
     async fn current_user(engine: &PooledEngine) -> Result<String, BoxError> {
         let client = engine.get().await?;
         select_current_user(&client).await
+    }
+
+    async fn show(engine: &PooledEngine, name: &str) -> Result<String, BoxError> {
+        let client = engine.get().await?;
+        show(&client, name).await
     }
 
     async fn current_user_on_new_connection(engine: &PooledEngine) -> Result<String, BoxError> {

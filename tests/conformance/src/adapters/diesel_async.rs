@@ -44,6 +44,16 @@ impl Adapter for DieselAsync {
         select_current_user(&mut connection).await
     }
 
+    async fn show(engine: &PooledEngine, name: &str) -> Result<String, BoxError> {
+        let mut connection = engine.get().await?;
+        let setting = diesel::dsl::sql::<Text>("current_setting(")
+            .bind::<Text, _>(name.to_string())
+            .sql(")");
+        Ok(diesel::select(setting)
+            .get_result::<String>(&mut connection)
+            .await?)
+    }
+
     async fn current_user_on_new_connection(engine: &PooledEngine) -> Result<String, BoxError> {
         // No idle connection left, so the checkout opens one; taken out of the pool after.
         engine.pool().retain(|_, _| false);

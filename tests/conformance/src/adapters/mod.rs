@@ -43,6 +43,17 @@ macro_rules! build_migration {
 }
 pub(crate) use build_migration;
 
+/// A server setting over a tokio-postgres client (the deadpool and bb8 adapters).
+async fn show(
+    client: &cloud_pg_auth::tokio_postgres::Client,
+    name: &str,
+) -> Result<String, cloud_pg_auth::BoxError> {
+    Ok(client
+        .query_one("SELECT current_setting($1)", &[&name])
+        .await?
+        .get(0))
+}
+
 /// `SELECT current_user` over a tokio-postgres client (the deadpool and bb8 adapters).
 async fn select_current_user(
     client: &cloud_pg_auth::tokio_postgres::Client,

@@ -57,6 +57,14 @@ macro_rules! sqlx_adapter {
                     select_current_user(&mut connection).await
                 }
 
+                async fn show(engine: &PooledEngine, name: &str) -> Result<String, BoxError> {
+                    let mut connection = engine.get().await?;
+                    Ok(sqlx::query_scalar("SELECT current_setting($1)")
+                        .bind(name)
+                        .fetch_one(&mut *connection)
+                        .await?)
+                }
+
                 async fn current_user_on_new_connection(
                     engine: &PooledEngine,
                 ) -> Result<String, BoxError> {
