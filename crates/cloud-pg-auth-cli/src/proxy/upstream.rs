@@ -233,7 +233,7 @@ async fn attempt(
             }
             Message::ErrorResponse(_) => {
                 let (code, text) = error_fields(&raw);
-                if matches!(code.as_str(), "28P01" | "28000") {
+                if cloud_pg_auth::login::is_refused_login(Some(code.as_str())) {
                     return Attempt::Refused {
                         raw,
                         message: format!("{code} {text}"),
