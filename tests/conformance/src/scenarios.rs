@@ -90,6 +90,21 @@ pub async fn warm_engine_on_manual_clock<A: Adapter>(
     (clock, engine)
 }
 
+/// Brings the identity endpoint back after an outage scenario, with tokens valid on `clock`
+/// (by then an hour ahead of the emulator's), and moves `clock` past any backoff, so the next
+/// new connection fetches a token.
+pub async fn endpoint_back_past_backoff(emulator: &Emulator, clock: &ManualClock) {
+    emulator
+        .set_faults(cloud_pg_auth_testkit::Faults {
+            down: Some(false),
+            token_lifetime: Some(3 * 3600),
+            ..cloud_pg_auth_testkit::Faults::default()
+        })
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(120));
+}
+
 /// Moves `clock` to `at` plus one second (nothing when `at` has passed).
 pub fn advance_past(clock: &ManualClock, at: SystemTime) {
     let now = clock.now();

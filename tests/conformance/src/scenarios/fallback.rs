@@ -9,7 +9,7 @@ use std::time::Duration;
 use cloud_pg_auth::{Env, Health, Settings};
 use cloud_pg_auth_testkit::{Emulator, Faults};
 
-use super::{advance_past, emulator, manual_clock, text};
+use super::{advance_past, emulator, endpoint_back_past_backoff, manual_clock, text};
 use crate::{Adapter, EngineOptions, Method};
 
 fn down(on: bool) -> Faults {
@@ -82,14 +82,7 @@ pub async fn fallback_logs_in_as_its_own_role<A: Adapter>() {
 
     // Back up, with tokens valid on the clock (now an hour ahead of the emulator's), and past
     // any backoff: the next new connection fetches a token and logs in as its role.
-    emulator
-        .set_faults(Faults {
-            token_lifetime: Some(3 * 3600),
-            ..down(false)
-        })
-        .await
-        .unwrap();
-    clock.advance(Duration::from_secs(120));
+    endpoint_back_past_backoff(&emulator, &clock).await;
     let user = A::current_user_on_new_connection(&engine)
         .await
         .unwrap_or_else(|e| panic!("{}: tokens again: {}", A::NAME, text(&e)));

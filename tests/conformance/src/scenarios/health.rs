@@ -9,7 +9,10 @@ use cloud_pg_auth::clock::Clock as _;
 use cloud_pg_auth::{EngineStatus, Health};
 use cloud_pg_auth_testkit::Faults;
 
-use super::{PATIENCE, advance_past, emulator, poll_until, text, warm_engine_on_manual_clock};
+use super::{
+    PATIENCE, advance_past, emulator, endpoint_back_past_backoff, poll_until, text,
+    warm_engine_on_manual_clock,
+};
 use crate::{Adapter, EngineOptions};
 
 fn down(on: bool) -> Faults {
@@ -74,14 +77,7 @@ pub async fn health_follows_the_credential<A: Adapter>() {
 
     // Back up, with tokens valid on the clock (now an hour ahead of the emulator's), and past
     // any backoff: the next open fetches.
-    emulator
-        .set_faults(Faults {
-            token_lifetime: Some(3 * 3600),
-            ..down(false)
-        })
-        .await
-        .unwrap();
-    clock.advance(Duration::from_secs(120));
+    endpoint_back_past_backoff(&emulator, &clock).await;
     A::current_user_on_new_connection(&engine)
         .await
         .unwrap_or_else(|e| panic!("the engine recovers: {}", text(&e)));

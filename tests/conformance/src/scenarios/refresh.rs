@@ -7,8 +7,8 @@ use std::time::Duration;
 use cloud_pg_auth_testkit::{Emulator, Faults};
 
 use super::{
-    PATIENCE, advance_past, emulator, manual_clock, poll_until, text, token_requests,
-    warm_engine_on_manual_clock,
+    PATIENCE, advance_past, emulator, endpoint_back_past_backoff, manual_clock, poll_until, text,
+    token_requests, warm_engine_on_manual_clock,
 };
 use crate::{Adapter, EngineOptions, Method};
 
@@ -107,14 +107,7 @@ pub async fn outage_is_ridden_out_while_the_token_is_valid<A: Adapter>() {
     );
     // Back up, with tokens long enough to be valid on the clock, which is now an hour ahead
     // of the emulator's; past any backoff, the next open fetches and logs in.
-    emulator
-        .set_faults(Faults {
-            token_lifetime: Some(3 * 3600),
-            ..down(false)
-        })
-        .await
-        .unwrap();
-    clock.advance(Duration::from_secs(120));
+    endpoint_back_past_backoff(&emulator, &clock).await;
     A::current_user_on_new_connection(&engine)
         .await
         .unwrap_or_else(|e| {
