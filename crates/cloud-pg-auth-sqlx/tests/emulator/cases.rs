@@ -145,11 +145,9 @@ async fn dispose_returns_within_its_bound_while_a_connection_is_checked_out() {
     emulator.stop().await.unwrap();
 }
 
-/// The server refuses the first token: the checkout drops it, installs a new one and tries
-/// once more.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_login_is_retried_once_with_a_new_token() {
-    let emulator = emulator().await;
+/// A source whose first token the server refuses and whose later ones are the password
+/// role's password, with the count of its calls.
+fn stale_then_valid(emulator: &Emulator) -> (Arc<CallbackSource>, Arc<AtomicU64>) {
     let calls = Arc::new(AtomicU64::new(0));
     let password = emulator.password().to_string();
     let counter = Arc::clone(&calls);
@@ -162,8 +160,17 @@ async fn a_refused_login_is_retried_once_with_a_new_token() {
         };
         Ok::<_, std::io::Error>(AccessToken::new(secret))
     });
+    (Arc::new(source), calls)
+}
+
+/// The server refuses the first token: the checkout drops it, installs a new one and tries
+/// once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_retried_once_with_a_new_token() {
+    let emulator = emulator().await;
+    let (source, calls) = stale_then_valid(&emulator);
     let engine = PooledEngine::builder(settings(&emulator))
-        .token_source(Arc::new(source))
+        .token_source(source)
         .build()
         .await
         .unwrap();
@@ -177,20 +184,9 @@ async fn a_refused_login_is_retried_once_with_a_new_token() {
     engine.dispose().await;
 
     // The migration engine retries the same way.
-    let calls = Arc::new(AtomicU64::new(0));
-    let password = emulator.password().to_string();
-    let counter = Arc::clone(&calls);
-    let source = CallbackSource::sync("rotating", move || {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        let secret = if n == 0 {
-            "stale-password".to_string()
-        } else {
-            password.clone()
-        };
-        Ok::<_, std::io::Error>(AccessToken::new(secret))
-    });
+    let (source, _) = stale_then_valid(&emulator);
     let migrations = MigrationEngine::builder(settings(&emulator))
-        .token_source(Arc::new(source))
+        .token_source(source)
         .build()
         .await
         .unwrap();

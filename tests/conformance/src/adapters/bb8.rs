@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{build_migration, build_pooled, select_current_user, show};
+use super::{build_migration, build_pooled, select_current_user, shared_engine_methods, show};
 use crate::{Adapter, EngineOptions};
 use async_trait::async_trait;
-use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
+use cloud_pg_auth::{BoxError, EngineStatus, Settings, TokenSource};
 use cloud_pg_auth_bb8::{
     MigrationEngine, MigrationReport, Migrations, Pool, PooledEngine, migrations,
 };
@@ -87,24 +87,10 @@ impl Adapter for Bb8 {
         select_current_user(&client).await
     }
 
-    fn status(engine: &PooledEngine) -> EngineStatus {
-        engine.status()
-    }
-
-    fn debug(engine: &PooledEngine) -> String {
-        format!("{engine:?}")
-    }
-
-    fn auth(engine: &PooledEngine) -> Auth {
-        engine.auth().clone()
-    }
+    shared_engine_methods!();
 
     async fn dispose(engine: &PooledEngine) {
         engine.dispose().await;
-    }
-
-    fn is_disposed(engine: &PooledEngine) -> bool {
-        engine.is_disposed()
     }
 
     async fn migration_with_source(

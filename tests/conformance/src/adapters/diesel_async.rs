@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{build_migration, build_pooled};
+use super::{build_migration, build_pooled, shared_engine_methods};
 use crate::{Adapter, EngineOptions};
 use async_trait::async_trait;
-use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
+use cloud_pg_auth::{BoxError, EngineStatus, Settings, TokenSource};
 use cloud_pg_auth_diesel_async::diesel::sql_types::{Integer, Text};
 use cloud_pg_auth_diesel_async::diesel_async::RunQueryDsl;
 use cloud_pg_auth_diesel_async::diesel_migrations::{self, EmbeddedMigrations, embed_migrations};
@@ -85,24 +85,10 @@ impl Adapter for DieselAsync {
         select_current_user(&mut connection).await
     }
 
-    fn status(engine: &PooledEngine) -> EngineStatus {
-        engine.status()
-    }
-
-    fn debug(engine: &PooledEngine) -> String {
-        format!("{engine:?}")
-    }
-
-    fn auth(engine: &PooledEngine) -> Auth {
-        engine.auth().clone()
-    }
+    shared_engine_methods!();
 
     async fn dispose(engine: &PooledEngine) {
         engine.dispose().await;
-    }
-
-    fn is_disposed(engine: &PooledEngine) -> bool {
-        engine.is_disposed()
     }
 
     async fn migration_with_source(

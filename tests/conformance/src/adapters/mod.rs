@@ -31,6 +31,30 @@ macro_rules! build_pooled {
 }
 pub(crate) use build_pooled;
 
+/// The `Adapter` methods every adapter answers with the same engine method, now that the four
+/// engines share one surface (`status`, `auth`, `is_disposed`, and `Debug`). Expanded inside
+/// each `impl Adapter`; `dispose` stays written out, since `#[async_trait]` must see it.
+macro_rules! shared_engine_methods {
+    () => {
+        fn status(engine: &Self::Pooled) -> cloud_pg_auth::EngineStatus {
+            engine.status()
+        }
+
+        fn debug(engine: &Self::Pooled) -> String {
+            format!("{engine:?}")
+        }
+
+        fn auth(engine: &Self::Pooled) -> cloud_pg_auth::Auth {
+            engine.auth().clone()
+        }
+
+        fn is_disposed(engine: &Self::Pooled) -> bool {
+            engine.is_disposed()
+        }
+    };
+}
+pub(crate) use shared_engine_methods;
+
 /// A migration engine builder given the scenario's token source, if any, then built.
 macro_rules! build_migration {
     ($engine:ty, $settings:expr, $source:expr) => {{

@@ -10,10 +10,10 @@ macro_rules! sqlx_adapter {
             use std::path::Path;
             use std::sync::Arc;
 
-            use crate::adapters::{build_migration, build_pooled};
+            use crate::adapters::{build_migration, build_pooled, shared_engine_methods};
             use crate::{Adapter, EngineOptions};
             use async_trait::async_trait;
-            use cloud_pg_auth::{Auth, BoxError, EngineStatus, Settings, TokenSource};
+            use cloud_pg_auth::{BoxError, EngineStatus, Settings, TokenSource};
             use $($version)::+::sqlx::migrate::Migrator;
             use $($version)::+::{
                 Connection, MigrationEngine, MigrationReport, Pool, PooledEngine, sqlx,
@@ -100,24 +100,10 @@ macro_rules! sqlx_adapter {
                         .await?)
                 }
 
-                fn status(engine: &PooledEngine) -> EngineStatus {
-                    engine.status()
-                }
-
-                fn debug(engine: &PooledEngine) -> String {
-                    format!("{engine:?}")
-                }
-
-                fn auth(engine: &PooledEngine) -> Auth {
-                    engine.auth().clone()
-                }
+                shared_engine_methods!();
 
                 async fn dispose(engine: &PooledEngine) {
                     engine.dispose().await;
-                }
-
-                fn is_disposed(engine: &PooledEngine) -> bool {
-                    engine.is_disposed()
                 }
 
                 async fn migration_with_source(
