@@ -1,10 +1,13 @@
 //! Command-line parsing, by hand: five commands and a dozen flags do not pay for clap's
 //! compile time on the machines this workspace is built on.
 
+mod create_role;
 mod help;
 #[cfg(test)]
 mod tests;
 
+use create_role::parse_create_role;
+pub(crate) use create_role::{CreateRole, Grant, PrincipalType, RoleMethod};
 pub(crate) use help::help;
 
 use std::fmt;
@@ -90,67 +93,6 @@ pub(crate) enum Topic {
     Sql,
     /// `pgauth proxy`.
     Proxy,
-}
-
-/// The cloud an administrator creates a role for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RoleMethod {
-    /// Azure Database for PostgreSQL (`pgaadauth_create_principal*`).
-    Azure,
-    /// AWS RDS / Aurora (`GRANT rds_iam`).
-    Aws,
-}
-
-/// The object type given to `pgaadauth_create_principal_with_oid`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PrincipalType {
-    /// A managed identity or an app registration (service principal).
-    Service,
-    /// A user.
-    User,
-    /// An Entra group.
-    Group,
-}
-
-impl PrincipalType {
-    /// The name the Azure function takes.
-    #[must_use]
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Service => "service",
-            Self::User => "user",
-            Self::Group => "group",
-        }
-    }
-}
-
-/// Privileges granted with the role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Grant {
-    /// `SELECT` on the tables of schema `public`.
-    Read,
-    /// `read` plus `INSERT`, `UPDATE`, `DELETE` and sequence use.
-    Write,
-    /// `write` plus `CREATE` in schema `public` and every privilege on its objects (the
-    /// role that runs migrations).
-    Owner,
-}
-
-/// `pgauth sql create-role` arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CreateRole {
-    /// `--method`.
-    pub method: RoleMethod,
-    /// `--name`: the role name.
-    pub name: String,
-    /// `--object-id`: map the role to this Entra object id (Azure only).
-    pub object_id: Option<String>,
-    /// `--type` (Azure only, with `--object-id`; default `service`).
-    pub principal_type: Option<PrincipalType>,
-    /// `--database`: where the grants apply.
-    pub database: Option<String>,
-    /// `--grant`.
-    pub grant: Option<Grant>,
 }
 
 /// A command line that cannot be run: the message says what to write instead.
@@ -331,140 +273,6 @@ fn flags<'a>(topic: Topic, args: &[&'a str], allowed: &[&str]) -> Result<Vec<&'a
         }
     }
     Ok(args.to_vec())
-}
-
-fn parse_create_role(args: &[&str]) -> Result<CreateRole, UsageError> {
-    let mut method = None;
-    let mut name = None;
-    let mut object_id = None;
-    let mut principal_type = None;
-    let mut database = None;
-    let mut grant = None;
-    let mut i = 0;
-    while i < args.len() {
-        let arg = args[i];
-        // Both `--name X` and `--name=X`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg, None),
-        };
-        let known = [
-            "--method",
-            "--name",
-            "--object-id",
-            "--type",
-            "--database",
-            "--grant",
-        ];
-        if !known.contains(&flag) {
-            return Err(usage(
-                Topic::Sql,
-                format!(
-                    "unexpected argument {arg:?}; create-role takes --method, --name, --object-id, --type, --database and --grant"
-                ),
-            ));
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => {
-                i += 1;
-                args.get(i)
-                    .map(|v| (*v).to_string())
-                    .ok_or_else(|| usage(Topic::Sql, format!("{flag} needs a value")))?
-            }
-        };
-        let slot_taken = |taken: bool| -> Result<(), UsageError> {
-            if taken {
-                Err(usage(Topic::Sql, format!("{flag} is given twice")))
-            } else {
-                Ok(())
-            }
-        };
-        match flag {
-            "--method" => {
-                slot_taken(method.is_some())?;
-                method = Some(match value.to_ascii_lowercase().as_str() {
-                    "azure" | "entra" => RoleMethod::Azure,
-                    "aws" | "iam" => RoleMethod::Aws,
-                    _ => {
-                        return Err(usage(
-                            Topic::Sql,
-                            format!("--method {value:?}: use azure or aws"),
-                        ));
-                    }
-                });
-            }
-            "--name" => {
-                slot_taken(name.is_some())?;
-                name = Some(value);
-            }
-            "--object-id" => {
-                slot_taken(object_id.is_some())?;
-                object_id = Some(value);
-            }
-            "--type" => {
-                slot_taken(principal_type.is_some())?;
-                principal_type = Some(match value.to_ascii_lowercase().as_str() {
-                    "service" => PrincipalType::Service,
-                    "user" => PrincipalType::User,
-                    "group" => PrincipalType::Group,
-                    _ => {
-                        return Err(usage(
-                            Topic::Sql,
-                            format!("--type {value:?}: use service, user or group"),
-                        ));
-                    }
-                });
-            }
-            "--database" => {
-                slot_taken(database.is_some())?;
-                database = Some(value);
-            }
-            _ => {
-                slot_taken(grant.is_some())?;
-                grant = Some(match value.to_ascii_lowercase().as_str() {
-                    "read" => Grant::Read,
-                    "write" => Grant::Write,
-                    "owner" => Grant::Owner,
-                    _ => {
-                        return Err(usage(
-                            Topic::Sql,
-                            format!("--grant {value:?}: use read, write or owner"),
-                        ));
-                    }
-                });
-            }
-        }
-        i += 1;
-    }
-    let method = method.ok_or_else(|| usage(Topic::Sql, "--method azure|aws is required"))?;
-    let name = name.ok_or_else(|| usage(Topic::Sql, "--name NAME is required"))?;
-    if method == RoleMethod::Aws && (object_id.is_some() || principal_type.is_some()) {
-        return Err(usage(
-            Topic::Sql,
-            "--object-id and --type are for --method azure; an rds iam role is mapped by its name",
-        ));
-    }
-    if principal_type.is_some() && object_id.is_none() {
-        return Err(usage(
-            Topic::Sql,
-            "--type goes with --object-id; without an object id, azure looks the name up and knows its type",
-        ));
-    }
-    if database.is_some() && grant.is_none() {
-        return Err(usage(
-            Topic::Sql,
-            "--database says where --grant applies; add --grant read, write or owner",
-        ));
-    }
-    Ok(CreateRole {
-        method,
-        name,
-        object_id,
-        principal_type,
-        database,
-        grant,
-    })
 }
 
 fn parse_proxy(args: &[&str]) -> Result<ProxyArgs, UsageError> {

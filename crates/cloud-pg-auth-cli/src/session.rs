@@ -324,7 +324,7 @@ pub(crate) fn summarize(method: AuthMethod, token: &AccessToken, now: SystemTime
                 .fields
                 .push(("format", "not a JWT (no claims to show)".to_string())),
         },
-        AuthMethod::Aws => {
+        AuthMethod::Aws | AuthMethod::Dsql => {
             let query = secret.split_once('?');
             let target = query.map(|(t, _)| t.trim_end_matches('/').to_string());
             let params: Vec<(String, String)> = query
@@ -357,6 +357,10 @@ pub(crate) fn summarize(method: AuthMethod, token: &AccessToken, now: SystemTime
             if let Some(u) = get("DBUser") {
                 summary.fields.push(("user", u));
             }
+            // DSQL tokens name no user: the action says admin (DbConnectAdmin) or not.
+            if let Some(action) = get("Action").filter(|_| method == AuthMethod::Dsql) {
+                summary.fields.push(("action", action));
+            }
             if let Some(r) = &summary.signed_region {
                 summary.fields.push(("region", r.clone()));
             }
@@ -381,6 +385,25 @@ pub(crate) fn summarize(method: AuthMethod, token: &AccessToken, now: SystemTime
                 }
                 .to_string(),
             ));
+        }
+        AuthMethod::Gcp => {
+            // Google's tokens are opaque: what is known comes from the source.
+            summary.fields.push((
+                "kind",
+                "google oauth 2 access token (opaque, nothing to read in it)".to_string(),
+            ));
+            let details = token.details();
+            if let Some(identity) = details.get_identity() {
+                summary.fields.push(("principal", identity.to_string()));
+            }
+            if let Some(name) = details.get_username() {
+                let from = details
+                    .get_username_source()
+                    .map_or("the principal", |s| s.as_str());
+                summary
+                    .fields
+                    .push(("username", format!("{name} (from {from})")));
+            }
         }
         _ => summary
             .fields
@@ -457,6 +480,18 @@ mod tests {
                 ("access key", "AKIAEXAM…"),
                 ("valid for", "900s"),
                 ("session token", "yes (temporary credentials)"),
+            ],
+        );
+        let dsql = "abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLEKEY123456%2F20240827%2Fus-east-1%2Fdsql%2Faws4_request&X-Amz-Date=20240827T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=267cf8d04d84444f7a62d5bdb40c44bfc6cb13dd6c64fa7f772df6bbaa90fff1";
+        check(
+            AuthMethod::Dsql,
+            dsql,
+            &[
+                ("signed for", "abc.dsql.us-east-1.on.aws"),
+                ("action", "DbConnectAdmin"),
+                ("region", "us-east-1"),
+                ("valid for", "3600s"),
+                ("session token", "no (long-term access key)"),
             ],
         );
         check(

@@ -5,19 +5,34 @@
 //! roots to `PGSSLROOTCERT` (libpq replaces them), cannot dial one address while verifying
 //! another name, and takes neither a rustls config nor a socket.
 //!
+//! The relay also applies the libpq options sqlx lacks, for every connection sqlx opens:
+//! the StartupMessage's `options` become the settings' (`startup`), the server socket gets
+//! the TCP keepalives (`server`), and `target_session_attrs` is checked before the client
+//! sees ReadyForQuery (`login`). A socket directory host is relayed too, for the same
+//! options.
+//!
 //! The token crosses only the engine's own socket: a Unix socket in a fresh directory only
 //! this user can enter (mode 0700), removed with the engine. Targets without Unix sockets use
 //! a listener on 127.0.0.1.
+
+mod login;
+mod server;
+mod startup;
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloud_pg_auth::net::{Endpoint, open_upstream};
+use cloud_pg_auth::Settings;
+use cloud_pg_auth::net::Endpoint;
 use cloud_pg_auth::tls::TlsPolicy;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
+
+pub(crate) use login::Wanted;
+pub(crate) use server::Keepalive;
+use server::Server;
 
 #[cfg(unix)]
 type StdListener = std::os::unix::net::UnixListener;
@@ -35,6 +50,8 @@ pub(crate) const UNABLE_TO_CONNECT: &str = "08001";
 /// retries it until its timeout, as it retries a refused connection of its own, so a server
 /// that is starting up is waited for as before.
 pub(crate) const CANNOT_CONNECT_NOW: &str = "57P03";
+/// SQLSTATE sent when sqlx's startup message could not be read (protocol_violation).
+const PROTOCOL_VIOLATION: &str = "08P01";
 
 /// One TLS record; the splice's buffer per direction.
 const SPLICE_BUFFER: usize = 16 * 1024;
@@ -64,6 +81,11 @@ struct Upstream {
     endpoint: Endpoint,
     policy: TlsPolicy,
     connect_timeout: Option<Duration>,
+    /// The StartupMessage's `options`, whatever sqlx put there.
+    options: Option<String>,
+    keepalive: Keepalive,
+    /// The `target_session_attrs` check, if any.
+    wanted: Option<Wanted>,
     /// The last upstream that could not be opened, for the engine's error.
     failure: Mutex<Option<Failure>>,
 }
@@ -84,16 +106,25 @@ struct State {
 }
 
 impl Relay {
-    /// Binds the relay's listener; accepting starts with [`Relay::ensure_running`].
+    /// Binds the relay's listener; accepting starts with [`Relay::ensure_running`]. The
+    /// connect timeout, keepalives and `target_session_attrs` are the settings'; `options`
+    /// is sent to the server in place of sqlx's (see the `startup` module).
     pub(crate) fn bind(
         endpoint: Endpoint,
         policy: TlsPolicy,
-        connect_timeout: Option<Duration>,
+        settings: &Settings,
+        options: Option<String>,
     ) -> Result<Self, RelayError> {
         let shared = Arc::new(Upstream {
             endpoint,
             policy,
-            connect_timeout,
+            connect_timeout: settings.get_connect_timeout(),
+            options,
+            keepalive: Keepalive::from_settings(settings),
+            // `Any` for a value the relay cannot check: the engine refuses those at build.
+            wanted: Wanted::for_attrs(settings.get_target_session_attrs())
+                .ok()
+                .flatten(),
             failure: Mutex::new(None),
         });
         #[cfg(unix)]
@@ -284,38 +315,102 @@ async fn serve(listener: Listener, shared: Arc<Upstream>) {
 
 async fn session<S>(mut local: S, shared: Arc<Upstream>)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
-    match open_upstream(&shared.endpoint, &shared.policy, shared.connect_timeout).await {
-        Ok(mut upstream) => {
+    // sqlx connects with sslmode=disable: its first packet is the StartupMessage.
+    let startup = match startup::read(&mut local).await {
+        Ok(packet) => startup::rewrite(&packet, shared.options.as_deref()),
+        // Hung up before a whole packet: nobody to answer.
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return,
+        Err(error) => Err(error),
+    };
+    let startup = match startup {
+        Ok(startup) => startup,
+        Err(error) => {
+            tracing::debug!(%error, "the relay could not read sqlx's startup message");
             drop(shared);
-            // Ends when either side closes; each side's close reaches the other.
-            let _ = tokio::io::copy_bidirectional_with_sizes(
-                &mut local,
-                &mut upstream,
-                SPLICE_BUFFER,
-                SPLICE_BUFFER,
-            )
-            .await;
+            refuse(&mut local, PROTOCOL_VIOLATION, &error.to_string()).await;
+            return;
         }
+    };
+    let opened = server::open(
+        &shared.endpoint,
+        &shared.policy,
+        shared.connect_timeout,
+        &shared.keepalive,
+    )
+    .await;
+    match opened {
+        Ok(Server::Net(upstream)) => relay(local, upstream, &startup, shared).await,
+        #[cfg(unix)]
+        Ok(Server::Unix(upstream)) => relay(local, upstream, &startup, shared).await,
         Err(error) => {
             let code = if refused(&error) {
                 CANNOT_CONNECT_NOW
             } else {
                 UNABLE_TO_CONNECT
             };
-            // As sqlx will read it back (a C string).
-            let message = error.to_string().replace('\0', "");
-            tracing::debug!(target_db = %shared.endpoint.label(), %message, "the relay could not open the upstream");
-            // Recorded before sqlx can read the answer, so the engine finds it.
-            *shared.failure.lock().unwrap() = Some(Failure {
-                message: message.clone(),
-                error,
-            });
-            drop(shared);
-            refuse(&mut local, code, &message).await;
+            fail(local, shared, error, code).await;
         }
     }
+}
+
+/// Sends the StartupMessage, checks the session when the settings ask for it, then splices.
+async fn relay<S, U>(mut local: S, mut upstream: U, startup: &[u8], shared: Arc<Upstream>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    if upstream.write_all(startup).await.is_err() || upstream.flush().await.is_err() {
+        return;
+    }
+    if let Some(wanted) = shared.wanted {
+        match login::through_login(&mut local, &mut upstream, wanted).await {
+            Ok(login::Outcome::Splice) => {}
+            Ok(login::Outcome::Refused(message)) => {
+                // Terminate: the server ends the session cleanly.
+                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                let _ = upstream.shutdown().await;
+                drop(upstream);
+                let error = cloud_pg_auth::Error::Connect {
+                    target: shared.endpoint.label(),
+                    message,
+                    sqlstate: None,
+                    source: Box::new(io::Error::from(io::ErrorKind::PermissionDenied)),
+                };
+                fail(local, shared, error, UNABLE_TO_CONNECT).await;
+                return;
+            }
+            // Either side hung up or broke the protocol: both close.
+            Err(_) => return,
+        }
+    }
+    drop(shared);
+    // Ends when either side closes; each side's close reaches the other.
+    let _ = tokio::io::copy_bidirectional_with_sizes(
+        &mut local,
+        &mut upstream,
+        SPLICE_BUFFER,
+        SPLICE_BUFFER,
+    )
+    .await;
+}
+
+/// Records `error` for the engine, then answers sqlx with it.
+async fn fail<S>(mut local: S, shared: Arc<Upstream>, error: cloud_pg_auth::Error, code: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // As sqlx will read it back (a C string).
+    let message = error.to_string().replace('\0', "");
+    tracing::debug!(target_db = %shared.endpoint.label(), %message, "the relay could not open the upstream");
+    // Recorded before sqlx can read the answer, so the engine finds it.
+    *shared.failure.lock().unwrap() = Some(Failure {
+        message: message.clone(),
+        error,
+    });
+    drop(shared);
+    refuse(&mut local, code, &message).await;
 }
 
 /// Whether the server's address refused the TCP connection.
@@ -338,7 +433,7 @@ fn refused(error: &cloud_pg_auth::Error) -> bool {
 /// the answer is read).
 async fn refuse<S>(local: &mut S, code: &str, message: &str)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     if local
         .write_all(&error_response(code, message))

@@ -1,5 +1,6 @@
 //! RDS IAM authentication tokens: a small SigV4 query-string signer and the verifier the
-//! emulator's PostgreSQL front uses.
+//! emulator's PostgreSQL front uses. Aurora DSQL tokens, signed the same way, are in
+//! [`dsql`].
 //!
 //! A token is `host:port/?Action=connect&DBUser=<user>&X-Amz-Algorithm=AWS4-HMAC-SHA256&
 //! X-Amz-Credential=<akid>%2F<yyyymmdd>%2F<region>%2Frds-db%2Faws4_request&X-Amz-Date=...&
@@ -15,11 +16,13 @@ use sha2::{Digest, Sha256};
 
 use crate::util::{civil_from_days, days_from_civil, unix};
 
+pub mod dsql;
+
 /// The longest lifetime RDS accepts for a token, in seconds.
 pub const MAX_EXPIRES: u64 = 900;
 
 const SERVICE: &str = "rds-db";
-const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// What [`sign_rds_token`] signs.
@@ -78,7 +81,7 @@ pub fn uri_encode(s: &str) -> String {
     out
 }
 
-fn amz_date(t: SystemTime) -> String {
+pub(crate) fn amz_date(t: SystemTime) -> String {
     let secs = unix(t);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
@@ -90,7 +93,7 @@ fn amz_date(t: SystemTime) -> String {
     )
 }
 
-fn parse_amz_date(s: &str) -> Option<i64> {
+pub(crate) fn parse_amz_date(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
@@ -146,6 +149,18 @@ fn signature(
     host_port: &str,
     params: &[(String, String)],
 ) -> [u8; 32] {
+    signature_for(SERVICE, secret, amz_date, region, host_port, params)
+}
+
+/// The SigV4 signature of a presigned `GET /` for `service`, signing only the `host` header.
+pub(crate) fn signature_for(
+    service: &str,
+    secret: &str,
+    amz_date: &str,
+    region: &str,
+    host_port: &str,
+    params: &[(String, String)],
+) -> [u8; 32] {
     let canonical_request = format!(
         "GET\n/\n{}\nhost:{}\n\nhost\n{}",
         canonical_query(params),
@@ -154,10 +169,10 @@ fn signature(
     );
     let date = &amz_date[..8];
     let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{date}/{region}/{SERVICE}/aws4_request\n{}",
+        "{ALGORITHM}\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
-    let key = signing_key(secret, date, region, SERVICE);
+    let key = signing_key(secret, date, region, service);
     hmac(&key, string_to_sign.as_bytes())
 }
 

@@ -20,6 +20,7 @@ use crate::aws::{SignParams, sign_rds_token};
 use crate::azure::{
     self, Cloud, FEDERATED_AUDIENCE, IdentityKind, MintOptions, SigningKey, Tenant,
 };
+use crate::gcp::GcpIdentity;
 use crate::identity::{self, Handler};
 use crate::pg_tls::MakeRustlsConnect;
 use crate::postgres::{PostgresServer, ServerOptions};
@@ -39,7 +40,7 @@ use bootstrap::bootstrap_sql;
 use options::FEDERATED_SUBJECT;
 pub use options::{
     AWS_ROLE, AZURE_ROLE, AZURE_SYSTEM_ROLE, AZURE_USER_ROLE, AZURE_WORKLOAD_ROLE, DATABASE,
-    EmulatorOptions, PASSWORD_ROLE,
+    DSQL_ADMIN_ROLE, DSQL_CLUSTER_ID, DSQL_ROLE, EmulatorOptions, PASSWORD_ROLE,
 };
 
 fn random_kid() -> String {
@@ -65,6 +66,8 @@ pub struct Emulator {
     ca_pem: String,
     ca_path: PathBuf,
     federated_token_file: PathBuf,
+    gcp_key_file: PathBuf,
+    gcp_user_file: PathBuf,
     pg_port: u16,
     identity_port: u16,
     entra_port: u16,
@@ -98,21 +101,26 @@ impl Emulator {
                 SigningKey::generate(kid.clone())?,
                 SigningKey::generate(kid)?,
                 SigningKey::generate(random_kid())?,
+                GcpIdentity::new()?,
             ))
         });
         let (pg, keys) = tokio::join!(PostgresServer::start(ServerOptions::default()), keys);
         let pg = pg?;
-        let (key, wrong_key, federation_key) =
+        let (key, wrong_key, federation_key, gcp) =
             keys.map_err(|e| Error::Tls(format!("key generation task failed: {e}")))??;
 
         tracing::debug!("postgres and keys ready after {:?}", started.elapsed());
         let tenant = Tenant::generate();
         let password = random_alnum(24);
-        pg.execute_admin(&bootstrap_sql(&tenant, &password)).await?;
+        pg.execute_admin(&bootstrap_sql(&tenant, &gcp, &password))
+            .await?;
         tracing::debug!("roles created after {:?}", started.elapsed());
 
         let ca = TestCa::generate();
-        let mut names = vec!["localhost", "127.0.0.1"];
+        // The DSQL endpoint name is reached with hostaddr=127.0.0.1 and verify-full, as RDS
+        // names are through extra_server_names.
+        let dsql_host = exports::dsql_host(&opts.aws_region);
+        let mut names = vec!["localhost", "127.0.0.1", dsql_host.as_str()];
         names.extend(opts.extra_server_names.iter().map(String::as_str));
         let (cert_pem, key_pem) = ca.try_issue(&names)?;
         let pg_tls = TlsAcceptor::from(tls::server_config(&cert_pem, &key_pem, &[b"postgresql"])?);
@@ -138,6 +146,11 @@ impl Emulator {
         fs::write(&ca_path, &ca_pem).map_err(Error::io("write ca.pem"))?;
         fs::set_permissions(&ca_path, fs::Permissions::from_mode(0o644))
             .map_err(Error::io("chmod ca.pem"))?;
+        // Google's endpoints share the identity port (GCE_METADATA_HOST); the key and user
+        // files name its token endpoint.
+        gcp.set_base_url(format!("http://127.0.0.1:{identity_port}"));
+        let gcp_key_file = gcp.write_service_account_key(dir.path())?;
+        let gcp_user_file = gcp.write_authorized_user_file(dir.path())?;
 
         let mut allowed_hosts = vec![
             format!("localhost:{pg_port}"),
@@ -165,11 +178,13 @@ impl Emulator {
             identity_header: uuid(),
             client_secret: format!("{}~{}", random_alnum(3), random_alnum(36)),
             leeway: opts.token_leeway.as_secs(),
+            gcp,
             aws: AwsSettings {
                 access_key_id: format!("AKIA{}", random_alnum(16).to_ascii_uppercase()),
                 secret_access_key: random_alnum(40),
                 region: opts.aws_region.clone(),
                 allowed_hosts,
+                dsql_hosts: vec![dsql_host.clone()],
             },
             socket_path: pg.socket_path(),
             entra_port,
@@ -191,7 +206,7 @@ impl Emulator {
         let mut ups = Vec::new();
         let mi_handler: Handler = {
             let core = core.clone();
-            Arc::new(move |req| Box::pin(identity::handle_managed_identity(core.clone(), req)))
+            Arc::new(move |req| Box::pin(identity::handle_identity(core.clone(), req)))
         };
         let entra_handler: Handler = {
             let core = core.clone();
@@ -249,6 +264,8 @@ impl Emulator {
             ca_pem,
             ca_path,
             federated_token_file,
+            gcp_key_file,
+            gcp_user_file,
             pg_port,
             identity_port,
             entra_port,

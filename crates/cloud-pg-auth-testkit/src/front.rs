@@ -429,8 +429,9 @@ async fn authenticate(core: &EmulatorState, mut tls: ClientTls) -> Option<Sessio
         return None;
     };
     let password = String::from_utf8_lossy(password).into_owned();
+    let sni = tls.get_ref().1.server_name().map(str::to_string);
 
-    match core.authenticate(&user, &password).await {
+    match core.authenticate(&user, &password, sni.as_deref()).await {
         Ok(method) => Some(Session {
             stream: tls,
             leftover: buf,

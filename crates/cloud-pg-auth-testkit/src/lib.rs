@@ -7,6 +7,7 @@ mod control;
 pub mod emulator;
 mod error;
 mod front;
+pub mod gcp;
 pub mod http;
 mod identity;
 pub mod pg_tls;

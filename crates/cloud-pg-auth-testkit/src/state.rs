@@ -66,6 +66,10 @@ pub struct EndpointCounts {
     pub imds: u64,
     /// Entra v2 token endpoint.
     pub entra: u64,
+    /// Google's metadata server and OAuth 2 token endpoint (token requests only, not email
+    /// look-ups).
+    #[serde(default)]
+    pub gcp: u64,
     /// Sum of the above.
     pub total: u64,
 }
@@ -98,6 +102,7 @@ pub(crate) enum Endpoint {
     AppService,
     Imds,
     Entra,
+    Gcp,
 }
 
 #[derive(Debug)]
@@ -329,6 +334,7 @@ fn bump(c: &mut EndpointCounts, e: Endpoint) {
         Endpoint::AppService => c.app_service += 1,
         Endpoint::Imds => c.imds += 1,
         Endpoint::Entra => c.entra += 1,
+        Endpoint::Gcp => c.gcp += 1,
     }
     c.total += 1;
 }

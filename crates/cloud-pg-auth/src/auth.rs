@@ -284,7 +284,8 @@ pub async fn source_from_settings(settings: &Settings) -> Result<Arc<dyn TokenSo
             Ok(Arc::new(StaticPassword::new(password)))
         }
         AuthMethod::Azure => azure_source(settings),
-        AuthMethod::Aws => aws_source(settings).await,
+        AuthMethod::Aws | AuthMethod::Dsql => aws_source(settings).await,
+        AuthMethod::Gcp => gcp_source(settings),
         AuthMethod::Custom => Err(Error::Config(ConfigError::new(
             "PGAUTH_METHOD",
             "method custom needs a token source passed in code (the engine builder's token_source)",
@@ -305,12 +306,10 @@ fn azure_source(_: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
 
 #[cfg(feature = "aws")]
 async fn aws_source(settings: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
-    let host = settings.host.as_deref().unwrap_or_default();
-    let user = settings.user.as_deref().unwrap_or_default();
-    let source =
-        crate::aws::AwsSource::load(&settings.aws, &settings.env, host, settings.port, user)
-            .await?;
-    Ok(Arc::new(source))
+    // RDS or Aurora DSQL tokens, as the method says.
+    Ok(Arc::new(
+        crate::aws::AwsSource::for_settings(settings).await?,
+    ))
 }
 
 #[cfg(not(feature = "aws"))]
@@ -318,7 +317,21 @@ async fn aws_source(_: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
     Err(missing_feature("aws"))
 }
 
-#[cfg(not(all(feature = "azure", feature = "aws")))]
+#[cfg(feature = "gcp")]
+fn gcp_source(settings: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
+    // PGUSER unset: the user name comes from the principal's email.
+    Ok(Arc::new(crate::gcp::GcpSource::new(
+        &settings.gcp,
+        settings.user.as_deref(),
+    )?))
+}
+
+#[cfg(not(feature = "gcp"))]
+fn gcp_source(_: &Settings) -> Result<Arc<dyn TokenSource>, Error> {
+    Err(missing_feature("gcp"))
+}
+
+#[cfg(not(all(feature = "azure", feature = "aws", feature = "gcp")))]
 fn missing_feature(name: &str) -> Error {
     Error::Config(ConfigError::new(
         "PGAUTH_METHOD",

@@ -67,6 +67,8 @@ struct State {
     fetch_count: u64,
     failure_count: u64,
     fallback_count: u64,
+    /// The last credential handed out was the fallback password; cleared by a fetched token.
+    fallback_in_use: bool,
     /// Background refreshers alive; each task takes itself off when it ends, however it ends.
     refreshers: usize,
     /// When `invalidate` last dropped a token.
@@ -258,6 +260,12 @@ impl TokenCache {
             last_error_at: state.last_error.as_ref().map(|(_, at)| *at),
             token_valid: state.token.as_ref().is_some_and(|t| t.is_valid_at(now)),
             fallback_configured: inner.options.fallback_password.is_some(),
+            fallback_user: inner
+                .options
+                .fallback_password
+                .as_ref()
+                .and(inner.options.fallback_user.clone()),
+            fallback_in_use: state.fallback_in_use,
             background_refresh: state.refreshers > 0,
         }
     }
@@ -346,6 +354,7 @@ impl Inner {
                 state.retry_not_before = None;
                 state.consecutive_failures = 0;
                 state.last_error = None;
+                state.fallback_in_use = false;
                 state.last_refresh = Some(now);
                 state.details = token.details().clone();
                 state.token = Some(token.clone());
@@ -392,6 +401,7 @@ impl Inner {
         let mut state = lock(&self.state);
         if let Some(password) = &self.options.fallback_password {
             state.fallback_count += 1;
+            state.fallback_in_use = true;
             crate::metrics::fallback_used(self.info.get_method());
             let user = self.options.fallback_user.as_deref();
             tracing::warn!(

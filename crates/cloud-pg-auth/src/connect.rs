@@ -127,6 +127,14 @@ impl PgConnector {
                     }
                     config.user(&user).password(token.secret().expose());
                     self.connect_once(&config).await.map_err(|error| {
+                        if let Some(message) = session_refusal(&error) {
+                            return AttemptError::Before(Error::Connect {
+                                target: inner.target.label(),
+                                message,
+                                sqlstate: None,
+                                source: Box::new(error),
+                            });
+                        }
                         *lock(refused) = Some(token.secret().clone());
                         let sqlstate = error.code().map(|code| code.code().to_string());
                         AttemptError::Server { error, sqlstate }
@@ -254,6 +262,20 @@ impl fmt::Debug for PgConnector {
             .field("auth", &self.inner.auth)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+/// tokio-postgres's `target_session_attrs` refusal (an untyped I/O error after the login) as
+/// the text every adapter gives.
+fn session_refusal(error: &tokio_postgres::Error) -> Option<String> {
+    let io = std::error::Error::source(error)?.downcast_ref::<std::io::Error>()?;
+    if io.kind() != std::io::ErrorKind::PermissionDenied {
+        return None;
+    }
+    match io.to_string().as_str() {
+        "database does not allow writes" => TargetSessionAttrs::ReadWrite.refusal(Some("on"), None),
+        "database is not read only" => TargetSessionAttrs::ReadOnly.refusal(Some("off"), None),
+        _ => None,
     }
 }
 

@@ -11,6 +11,7 @@ mod connect;
 pub mod engine;
 pub mod env;
 mod error;
+pub mod gcp;
 pub mod login;
 pub mod metrics;
 #[cfg(feature = "tokio-postgres")]

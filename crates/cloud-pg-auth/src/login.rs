@@ -7,6 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 use tracing::Instrument as _;
@@ -83,6 +84,17 @@ pub struct LoginTarget {
     auth_retries: AtomicU64,
     warned_guid_user: AtomicBool,
     warned_fallback_as_user: AtomicBool,
+    /// The role the latest login was given the fallback password for, `None` after a
+    /// token: a second refusal then names the fallback role and its settings, not `PGUSER`.
+    fallback_login: Mutex<Option<FallbackLogin>>,
+}
+
+/// As whom the fallback password was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FallbackLogin {
+    user: String,
+    /// `false`: no fallback role was set, so the password went as `PGUSER`.
+    own_role: bool,
 }
 
 impl LoginTarget {
@@ -104,6 +116,7 @@ impl LoginTarget {
             auth_retries: AtomicU64::new(0),
             warned_guid_user: AtomicBool::new(false),
             warned_fallback_as_user: AtomicBool::new(false),
+            fallback_login: Mutex::new(None),
         })
     }
 
@@ -134,8 +147,12 @@ impl LoginTarget {
     /// object id where a display name belongs), else the name the token carries.
     pub fn user_for(&self, token: &AccessToken) -> Result<String, Error> {
         if token.is_fallback() {
-            return self.fallback_user_for(token);
+            let login = self.fallback_user_for(token)?;
+            let user = login.user.clone();
+            *self.lock_fallback_login() = Some(login);
+            return Ok(user);
         }
+        *self.lock_fallback_login() = None;
         let details = token.details();
         if let Some(user) = &self.user {
             if let Some(warning) = crate::azure::guid_username_warning(user, details)
@@ -145,7 +162,8 @@ impl LoginTarget {
             }
             return Ok(user.clone());
         }
-        // Only Azure gets here without PGUSER: validation requires it for the other methods.
+        // Only Azure and Google get here without PGUSER (their tokens' details name the
+        // user): validation requires it for the other methods.
         details
             .username
             .clone()
@@ -155,13 +173,16 @@ impl LoginTarget {
     /// The fallback role: the one the cache put on the token, else the settings'. Without
     /// one the password goes as `PGUSER`, as before `PGAUTH_FALLBACK_USER` existed, which a
     /// token role refuses: say so once.
-    fn fallback_user_for(&self, token: &AccessToken) -> Result<String, Error> {
+    fn fallback_user_for(&self, token: &AccessToken) -> Result<FallbackLogin, Error> {
         if let Some(user) = token
             .details()
             .get_username()
             .or(self.fallback_user.as_deref())
         {
-            return Ok(user.to_string());
+            return Ok(FallbackLogin {
+                user: user.to_string(),
+                own_role: true,
+            });
         }
         let Some(user) = &self.user else {
             return Err(Error::Config(ConfigError::new(
@@ -175,7 +196,16 @@ impl LoginTarget {
                 "the fallback password is sent as PGUSER, which a token role (rds_iam, Entra-mapped) does not accept; set PGAUTH_FALLBACK_USER to a password role"
             );
         }
-        Ok(user.clone())
+        Ok(FallbackLogin {
+            user: user.clone(),
+            own_role: false,
+        })
+    }
+
+    fn lock_fallback_login(&self) -> std::sync::MutexGuard<'_, Option<FallbackLogin>> {
+        self.fallback_login
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The address to dial instead of resolving the host again, when the dialled address
@@ -262,30 +292,58 @@ impl LoginTarget {
         login.instrument(span).await
     }
 
-    /// A failed login as every adapter reports it: a second refusal says what to check, a
-    /// certificate failure says what to do (from the typed rustls error in the chain), else
-    /// the driver's error chain. The driver's error stays the source.
+    /// A failed login as every adapter reports it: a second refusal says what to check (for
+    /// the fallback password, its role and settings), a certificate failure says what to do
+    /// (from the typed rustls error in the chain), else the driver's error chain. The
+    /// driver's error stays the source.
     pub fn login_error<E>(&self, error: E, sqlstate: Option<String>, refused_twice: bool) -> Error
     where
         E: std::error::Error + Send + Sync + 'static,
     {
         let text = crate::error::chain_text(&error);
+        // The latest login's credentials: concurrent logins take them from one cache, so
+        // they differ only at the moment tokens stop or come back.
+        let fallback = self.lock_fallback_login().clone();
+        let mut target = self.label();
         let message = if refused_twice {
-            let user = self.user.as_deref().unwrap_or("<user from token>");
-            format!(
-                "the server refused the credentials twice, also with the newest token available ({text}); check that the role {user:?} exists and is mapped to this identity (Azure: pgaadauth_create_principal; AWS: GRANT rds_iam), and see docs/troubleshooting.md"
-            )
+            match &fallback {
+                Some(login) => {
+                    target = format!("{} as {}", self.endpoint.label(), login.user);
+                    refused_fallback_message(&text, login)
+                }
+                None => {
+                    let user = self.user.as_deref().unwrap_or("<user from token>");
+                    format!(
+                        "the server refused the credentials twice, also with the newest token available ({text}); check that the role {user:?} exists and is mapped to this identity (Azure: pgaadauth_create_principal; AWS: GRANT rds_iam), and see docs/troubleshooting.md"
+                    )
+                }
+            }
         } else if let Some(hint) = crate::tls::certificate_hint(&error) {
             hint
         } else {
             text
         };
         Error::Connect {
-            target: self.label(),
+            target,
             message,
             sqlstate,
             source: Box::new(error) as BoxError,
         }
+    }
+}
+
+/// Why the fallback password was refused twice: no valid token was to be had, so the
+/// fallback role and its password are what to check.
+fn refused_fallback_message(text: &str, login: &FallbackLogin) -> String {
+    let user = &login.user;
+    if login.own_role {
+        format!(
+            "the server refused the fallback password twice ({text}); no valid token was available, so the login went as the fallback role {user:?} (PGAUTH_FALLBACK_USER): check that this role exists, can log in with a password and that PGAUTH_FALLBACK_PASSWORD is its password, and see docs/troubleshooting.md"
+        )
+    } else {
+        format!(
+            "the server refused the fallback password twice ({text}); no valid token was available and PGAUTH_FALLBACK_USER is unset, so PGAUTH_FALLBACK_PASSWORD was sent as PGUSER {user:?}, which a token role (rds_iam, Entra-mapped) refuses: set PGAUTH_FALLBACK_USER to a password role whose password is PGAUTH_FALLBACK_PASSWORD, and see docs/troubleshooting.md"
+        )
     }
 }
 
@@ -300,177 +358,4 @@ impl fmt::Debug for LoginTarget {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use super::*;
-    use crate::Secret;
-    use crate::testing::offline_password_settings;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("server said {0}")]
-    struct DriverError(&'static str);
-
-    fn server(code: &'static str) -> AttemptError<DriverError> {
-        AttemptError::Server {
-            error: DriverError(code),
-            sqlstate: Some(code.to_string()),
-        }
-    }
-
-    #[test]
-    fn only_the_two_refusal_codes_count_as_refused() {
-        for (code, refused) in [
-            (Some("28P01"), true),
-            (Some("28000"), true),
-            (Some("42501"), false),
-            (Some("57P03"), false),
-            (None, false),
-        ] {
-            assert_eq!(is_refused_login(code), refused, "{code:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_refusal_is_retried_once_and_other_failures_never() {
-        let target = LoginTarget::from_settings(&offline_password_settings("pw")).unwrap();
-        let cases: [(&[&'static str], usize, Option<&str>); 4] = [
-            // Refused, then accepted: one retry.
-            (&["28P01", "ok"], 2, None),
-            // Refused twice: the explanation names the role.
-            (
-                &["28000", "28P01"],
-                2,
-                Some("refused the credentials twice"),
-            ),
-            // Not a refusal: no retry, the driver's text.
-            (&["57P03"], 1, Some("server said 57P03")),
-            (&["ok"], 1, None),
-        ];
-        for (answers, calls_expected, message) in cases {
-            let calls = AtomicUsize::new(0);
-            let result = target
-                .retry_once(|which| {
-                    let n = calls.fetch_add(1, Ordering::SeqCst);
-                    assert_eq!(which == Attempt::Retry, n == 1);
-                    let answer = answers[n];
-                    async move {
-                        if answer == "ok" {
-                            Ok(n)
-                        } else {
-                            Err(server(answer))
-                        }
-                    }
-                })
-                .await;
-            assert_eq!(calls.load(Ordering::SeqCst), calls_expected, "{answers:?}");
-            match (result, message) {
-                (Ok(_), None) => {}
-                (
-                    Err(Error::Connect {
-                        message: text,
-                        source,
-                        ..
-                    }),
-                    Some(expected),
-                ) => {
-                    assert!(text.contains(expected), "{text}");
-                    assert!(source.downcast_ref::<DriverError>().is_some());
-                }
-                (other, expected) => panic!("{answers:?}: {other:?}, wanted {expected:?}"),
-            }
-        }
-        assert_eq!(target.stats().auth_retries, 2);
-        // A failure before the server answers is returned as it is, without a retry.
-        let result: Result<(), Error> = target
-            .retry_once(|_| async { Err(AttemptError::<DriverError>::Before(Error::Disposed)) })
-            .await;
-        assert!(matches!(result, Err(Error::Disposed)));
-    }
-
-    #[test]
-    fn each_login_has_a_span_with_its_attempts_outcome_and_sqlstate() {
-        let target = LoginTarget::from_settings(&offline_password_settings("pw")).unwrap();
-        let login = |answers: &'static [&'static str]| {
-            let calls = AtomicUsize::new(0);
-            let target = &target;
-            async move {
-                let _ = target
-                    .retry_once(|_| {
-                        let answer = answers[calls.fetch_add(1, Ordering::SeqCst)];
-                        async move {
-                            match answer {
-                                "ok" => Ok(()),
-                                code => Err(server(code)),
-                            }
-                        }
-                    })
-                    .await;
-            }
-        };
-        let ((), log) = crate::test_spans::with_span_log(|_| async {
-            login(&["ok"]).await;
-            login(&["28P01", "ok"]).await;
-            login(&["28000", "28P01"]).await;
-            login(&["57P03"]).await;
-        });
-        let spans = log.named("cloud_pg_auth.login");
-        let seen: Vec<_> = spans
-            .iter()
-            .map(|s| {
-                assert_eq!(s.get("target"), Some("127.0.0.1:1 as app"));
-                (s.get("attempt"), s.get("outcome"), s.get("sqlstate"))
-            })
-            .collect();
-        assert_eq!(
-            seen,
-            [
-                (Some("1"), Some("ok"), None),
-                (Some("2"), Some("ok"), Some("28P01")),
-                (Some("2"), Some("refused"), Some("28P01")),
-                (Some("1"), Some("error"), Some("57P03")),
-            ]
-        );
-        log.assert_never_shows("pw");
-    }
-
-    #[test]
-    fn the_fallback_password_logs_in_as_the_fallback_role() {
-        let fallback = |user| AccessToken::fallback(Secret::new("fallback-pw"), user);
-        let token = AccessToken::new("token");
-        let settings = crate::testing::offline_settings()
-            .method(crate::AuthMethod::Custom)
-            .fallback_password("fallback-pw")
-            .fallback_user("break_glass");
-        let target = LoginTarget::from_settings(&settings).unwrap();
-        assert_eq!(target.user_for(&token).unwrap(), "app");
-        // The role on the token (the cache's), else the settings'.
-        assert_eq!(target.user_for(&fallback(Some("other"))).unwrap(), "other");
-        assert_eq!(target.user_for(&fallback(None)).unwrap(), "break_glass");
-        // Without a fallback role: PGUSER, as before, with a warning (once).
-        let settings = crate::testing::offline_settings().method(crate::AuthMethod::Custom);
-        let target = LoginTarget::from_settings(&settings).unwrap();
-        assert_eq!(target.user_for(&fallback(None)).unwrap(), "app");
-        assert!(target.warned_fallback_as_user.load(Ordering::Relaxed));
-        // Without PGUSER either (Azure names the user in the token): say what to set.
-        let target = LoginTarget {
-            user: None,
-            ..LoginTarget::from_settings(&settings).unwrap()
-        };
-        let error = target.user_for(&fallback(None)).unwrap_err();
-        assert!(
-            matches!(&error, Error::Config(e) if e.setting() == "PGAUTH_FALLBACK_USER"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn the_refused_error_keeps_its_sqlstate_and_target() {
-        let target = LoginTarget::from_settings(&offline_password_settings("pw")).unwrap();
-        let error = target.login_error(DriverError("x"), Some("28P01".into()), true);
-        assert!(error.is_auth_failure());
-        assert_eq!(error.sqlstate(), Some("28P01"));
-        assert!(error.to_string().contains("127.0.0.1:1 as app"), "{error}");
-        assert!(!format!("{target:?}").contains("pw"));
-    }
-}
+mod tests;

@@ -4,6 +4,10 @@
 //! together (`validate`); this file holds [`Settings`] itself and its builder methods.
 
 mod conninfo;
+#[cfg(test)]
+mod dsql_tests;
+#[cfg(test)]
+mod gcp_tests;
 mod migration;
 #[cfg(test)]
 mod migration_tests;
@@ -24,6 +28,7 @@ use std::time::Duration;
 use crate::aws::AwsOptions;
 use crate::azure::AzureOptions;
 use crate::cache::RefreshPolicy;
+use crate::gcp::GcpOptions;
 use crate::source::TokenSource;
 use crate::{Env, Secret};
 
@@ -49,7 +54,7 @@ pub struct Settings {
     pub(crate) port: u16,
     /// Database (`PGDATABASE`); the user name when unset, as in libpq.
     pub(crate) dbname: Option<String>,
-    /// Login role (`PGUSER`). For Azure it may be derived from the token.
+    /// Login role (`PGUSER`). For Azure and Google it may be derived from the token.
     pub(crate) user: Option<String>,
     /// A static password (`PGPASSWORD`): only with the password method.
     pub(crate) password: Option<Secret>,
@@ -95,6 +100,9 @@ pub struct Settings {
     pub(crate) azure: AzureOptions,
     /// AWS options (`AWS_REGION`, `PGAUTH_AWS_*`).
     pub(crate) aws: AwsOptions,
+    /// Google options (`PGAUTH_GCP_PRODUCT`, `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// `GCE_METADATA_HOST`).
+    pub(crate) gcp: GcpOptions,
     /// Refresh timing of the token cache.
     pub(crate) refresh: RefreshPolicy,
     /// The environment the settings were read from. Cloud sources read their credential
@@ -131,6 +139,7 @@ impl Default for Settings {
             migration_azure_client_id: None,
             azure: AzureOptions::default(),
             aws: AwsOptions::default(),
+            gcp: GcpOptions::default(),
             refresh: RefreshPolicy::default(),
             env: Env::default(),
         }
@@ -164,6 +173,7 @@ impl fmt::Debug for Settings {
             .field("migration_azure_client_id", &self.migration_azure_client_id)
             .field("azure", &self.azure)
             .field("aws", &self.aws)
+            .field("gcp", &self.gcp)
             .finish_non_exhaustive()
     }
 }
@@ -189,6 +199,10 @@ pub const ENV_VARS: &[&str] = &[
     "PGAUTH_FALLBACK_USER",
     "PGAUTH_MIGRATION_USER",
     "PGAUTH_MIGRATION_AZURE_CLIENT_ID",
+    "PGAUTH_MIGRATION_PASSWORD",
+    "PGAUTH_GCP_PRODUCT",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GCE_METADATA_HOST",
 ];
 
 impl Settings {
@@ -261,17 +275,18 @@ impl Settings {
     /// The settings an engine works with when the caller gives a token source of its own:
     /// `Auto` becomes the source's method, [`AuthMethod::Azure`] for an Azure source
     /// ([`SourceInfo`](crate::SourceInfo) method `azure`, as every `azure::AzureSource`
-    /// says), whose tokens may name the user, else
+    /// says) and [`AuthMethod::Gcp`] for a Google one (method `gcp`), whose tokens may name
+    /// the user, else
     /// [`AuthMethod::Custom`] ([`Settings::for_custom_source`]). Unchanged without a source
     /// or with a method set.
     pub(crate) fn for_source(&self, source: Option<&dyn TokenSource>) -> Cow<'_, Self> {
         match source {
             Some(source) if self.method == AuthMethod::Auto => {
                 let mut settings = self.clone();
-                settings.method = if source.info().get_method() == "azure" {
-                    AuthMethod::Azure
-                } else {
-                    AuthMethod::Custom
+                settings.method = match source.info().get_method() {
+                    "azure" => AuthMethod::Azure,
+                    "gcp" => AuthMethod::Gcp,
+                    _ => AuthMethod::Custom,
                 };
                 Cow::Owned(settings)
             }
@@ -355,6 +370,15 @@ impl Settings {
     #[must_use]
     pub fn aws(mut self, options: AwsOptions) -> Self {
         self.aws = options;
+        self
+    }
+
+    /// Sets the Google options (the product and where credentials come from). Settings
+    /// read from the environment have them from it; in code the default is Cloud SQL with
+    /// the metadata server.
+    #[must_use]
+    pub fn gcp(mut self, options: GcpOptions) -> Self {
+        self.gcp = options;
         self
     }
 
@@ -488,6 +512,12 @@ impl Settings {
     #[must_use]
     pub fn get_aws(&self) -> &AwsOptions {
         &self.aws
+    }
+
+    /// The Google options.
+    #[must_use]
+    pub fn get_gcp(&self) -> &GcpOptions {
+        &self.gcp
     }
 
     /// The refresh timing of the token cache.

@@ -81,7 +81,7 @@ impl SourceInfo {
         self
     }
 
-    /// The method: `password`, `callback`, `azure` or `aws`.
+    /// The method: `password`, `callback`, `azure`, `aws`, `dsql` or `gcp`.
     #[must_use]
     pub fn get_method(&self) -> &'static str {
         self.method

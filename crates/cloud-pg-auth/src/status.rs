@@ -50,6 +50,13 @@ pub struct AuthStatus {
     pub token_valid: bool,
     /// Whether a fallback password is configured (`PGAUTH_FALLBACK_PASSWORD`).
     pub fallback_configured: bool,
+    /// The role the fallback password logs in as (`PGAUTH_FALLBACK_USER`), when a fallback
+    /// is configured; `None` with a fallback configured means it is sent as the service's
+    /// user (`PGUSER`), which a token role refuses. Never the password.
+    pub fallback_user: Option<String>,
+    /// Whether the fallback is in use now: the last credential handed out was the fallback
+    /// password and no token has been fetched since.
+    pub fallback_in_use: bool,
     /// Whether a background refresher is running.
     pub background_refresh: bool,
 }
@@ -59,6 +66,15 @@ impl AuthStatus {
     #[must_use]
     pub fn verdict(&self) -> (Health, Option<String>) {
         let Some(error) = &self.last_error else {
+            if self.fallback_in_use {
+                // The cache hands out the fallback only after a failed fetch and a success
+                // clears both, so this is a status assembled by hand: still degraded.
+                let reason = format!(
+                    "new connections log in with the fallback password {}",
+                    self.fallback_role()
+                );
+                return (Health::Degraded, Some(reason));
+            }
             // Nothing failed: a missing token (none fetched yet, or one dropped after a
             // refusal) is fetched by the next connection.
             return (Health::Healthy, None);
@@ -75,7 +91,8 @@ impl AuthStatus {
             (Health::Degraded, Some(reason))
         } else if self.fallback_configured {
             let reason = format!(
-                "no valid token ({failed}); new connections log in with the fallback password"
+                "no valid token ({failed}); new connections log in with the fallback password {}",
+                self.fallback_role()
             );
             (Health::Degraded, Some(reason))
         } else {
@@ -83,6 +100,14 @@ impl AuthStatus {
                 "no valid token and no fallback password ({failed}); new connections fail until a fetch succeeds"
             );
             (Health::Failing, Some(reason))
+        }
+    }
+
+    /// As whom the fallback password logs in, for the verdict's reason.
+    fn fallback_role(&self) -> String {
+        match &self.fallback_user {
+            Some(user) => format!("as role {user:?} (PGAUTH_FALLBACK_USER)"),
+            None => "as PGUSER (PGAUTH_FALLBACK_USER is unset; a token role refuses it)".into(),
         }
     }
 }

@@ -48,6 +48,9 @@ pub enum UsernameSource {
     PreferredUsername,
     /// The token's `unique_name`.
     UniqueName,
+    /// A Google service account's or user's email (the key file's `client_email` or the
+    /// metadata server's `email`), `.gserviceaccount.com` dropped.
+    GoogleEmail,
 }
 
 impl UsernameSource {
@@ -60,6 +63,7 @@ impl UsernameSource {
             Self::Upn => "upn",
             Self::PreferredUsername => "preferred_username",
             Self::UniqueName => "unique_name",
+            Self::GoogleEmail => "google_email",
         }
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! Every setting comes from the environment (`PGHOST`, `PGUSER`, `PGAUTH_METHOD`, ...; `HOST`
 //! and `PORT` for the listener, 127.0.0.1 and 8080 by default: set `HOST=0.0.0.0` in a
-//! container). At start the migrations run through a migration engine with its own credential,
-//! which is then disposed. `GET /health` shows the verdict (healthy, degraded, failing) with
-//! its reason, the credential and the pool (never the token): 503 when failing, 200
-//! otherwise. SIGINT/SIGTERM: graceful shutdown, then dispose.
+//! container). At start the migrations run through a migration engine with its own credential
+//! and role (`PGAUTH_MIGRATION_USER`, `PGAUTH_MIGRATION_AZURE_CLIENT_ID`), which is then
+//! disposed; the service's pool logs in as the service role (`PGUSER`). `GET /health` shows
+//! the verdict (healthy, degraded, failing) with its reason, the credential and the pool
+//! (never the token): 503 when failing, 200 otherwise. With the `prometheus` feature,
+//! `GET /metrics` serves the library's metrics. SIGINT/SIGTERM: graceful shutdown, then
+//! dispose.
 
 use anyhow::Context as _;
 use axum::extract::{Path, State};
@@ -19,6 +22,11 @@ use cloud_pg_auth_deadpool::tokio_postgres::Row;
 use cloud_pg_auth_deadpool::{MigrationEngine, PooledEngine, migrations};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "prometheus")]
+mod prometheus;
+#[cfg(all(test, feature = "prometheus"))]
+mod tests;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -27,6 +35,9 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    // Before any engine exists, so the migrations' token fetch is counted too.
+    #[cfg(feature = "prometheus")]
+    prometheus::install()?;
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port.parse().context("PORT must be a port number")?,
         Err(_) => 8080,
@@ -35,35 +46,74 @@ async fn main() -> anyhow::Result<()> {
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let settings = Settings::from_env()?;
 
+    // Least privilege: the migrations log in as the role that owns the schema, the service as
+    // a role that may only read and write rows, so a handler can never alter or drop a table.
+    // `for_migrations` swaps in `PGAUTH_MIGRATION_USER` and, on Azure,
+    // `PGAUTH_MIGRATION_AZURE_CLIENT_ID` (an identity of its own); with neither set, both log in
+    // as the service role. `MigrationEngine` applies it anyway: spelled out so both roles show.
+    let migration_settings = settings.for_migrations();
     let migrations = migrations!["../migrations/V1__create_notes.sql"]?;
-    let migrator = MigrationEngine::from_settings(settings.clone()).await?;
+    let migrator = MigrationEngine::from_settings(migration_settings.clone()).await?;
     let report = migrator.run_migrations(&migrations).await;
+    let migrated = migrator.status();
     migrator.dispose().await;
     let report = report.context("running the migrations")?;
+    let (role, identity) = login(&migration_settings, &migrated);
     tracing::info!(
+        role,
+        identity,
         applied = ?report.applied_versions(),
         already_applied = report.already_applied,
+        duration = ?report.duration,
         "migrations done"
     );
 
-    // Clones share the pool and the credential: handlers get one each, no Arc needed.
-    let engine = PooledEngine::from_settings(settings).await?;
-    let app = Router::new()
-        .route("/health", get(health))
-        .route("/notes", get(list_notes).post(create_note))
-        .route("/notes/{id}", get(show_note).delete(delete_note))
-        .with_state(engine.clone());
+    // The service role: `PGUSER` (on Azure without it, the role named by the token of
+    // `AZURE_CLIENT_ID`'s identity). One login now, so a service identity that cannot log in
+    // fails here rather than on the first request, and a role named by a token is known.
+    let engine = PooledEngine::from_settings(settings.clone()).await?;
+    let first = engine
+        .get()
+        .await
+        .context("logging in as the service role")?;
+    drop(first);
+    let serving = engine.status();
+    let (role, identity) = login(&settings, &serving);
+    tracing::info!(role, identity, "serving as the service role");
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .with_context(|| format!("listening on {host}:{port} (HOST, PORT)"))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    let served = axum::serve(listener, app)
+    let served = axum::serve(listener, app(engine.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await;
     // Waits for checked-out connections at most the dispose timeout (10 s by default).
     engine.dispose().await;
     tracing::info!("stopped");
     Ok(served?)
+}
+
+/// The routes. Clones of the engine share the pool and the credential: handlers get one
+/// each, no Arc needed.
+fn app(engine: PooledEngine) -> Router {
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/notes", get(list_notes).post(create_note))
+        .route("/notes/{id}", get(show_note).delete(delete_note));
+    #[cfg(feature = "prometheus")]
+    let app = app.route("/metrics", get(prometheus::render));
+    app.with_state(engine)
+}
+
+/// Who an engine logged in as, for the start-up log (no secret): its role (the settings'
+/// user, else the one its token named) and its identity label (client id, role ARN), `-` if
+/// none.
+fn login<'a>(settings: &'a Settings, status: &'a EngineStatus) -> (&'a str, &'a str) {
+    let role = settings
+        .get_user()
+        .or(status.auth.username.as_deref())
+        .unwrap_or("unknown");
+    (role, status.auth.identity.as_deref().unwrap_or("-"))
 }
 
 async fn shutdown_signal() {

@@ -2,6 +2,7 @@
 //! builders, `Method::Callback`), one short session each, against one
 //! emulator: migrations through the migration engine, queries through the pool, a token
 //! rollover, `dispose()`. Then a fallback-role row per adapter (`demo/fallback.rs`).
+//! Aurora DSQL rows check that migrations are refused (no advisory locks) instead.
 
 use std::time::Duration;
 
@@ -23,8 +24,8 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(4);
 pub struct DemoRow {
     /// `deadpool`, `bb8`, `diesel-async`, `sqlx` or `sqlx-0.8`.
     pub adapter: &'static str,
-    /// `azure-managed-identity`, `azure-workload-identity`, `aws-iam`, `password` or
-    /// `password-callback`.
+    /// `azure-managed-identity`, `azure-workload-identity`, `aws-iam`, `aws-dsql`,
+    /// `gcp-cloudsql`, `gcp-alloydb`, `password` or `password-callback`.
     pub method: &'static str,
     /// Whether every step passed.
     pub ok: bool,
@@ -76,13 +77,26 @@ async fn steps<A: Adapter>(
     let settings = method.settings_in_new_database(emulator, &db).await?;
     let role = method.expected_role(emulator);
 
-    say("migration engine: own credential, running migrations");
-    let migration =
-        A::migration_with_source(settings.clone(), method.token_source(emulator)).await?;
-    let applied = A::migrate(&migration).await?.applied.len();
+    let (applied, migration_connections, migration_fetches) = if method.runs_migrations() {
+        say("migration engine: own credential, running migrations");
+        let migration =
+            A::migration_with_source(settings.clone(), method.token_source(emulator)).await?;
+        let applied = A::migrate(&migration).await?.applied.len();
+        let migration_status = A::migration_status(&migration);
+        A::dispose_migration(&migration).await;
+        (
+            applied,
+            migration_status.connections_opened,
+            migration_status.auth.fetch_count,
+        )
+    } else {
+        say("migrations: refused (aurora dsql has no advisory locks)");
+        match settings.check_migration_support() {
+            Err(e) if e.message().contains("advisory locks") => (0, 0, 0),
+            other => return Err(format!("expected migrations to be refused, got {other:?}").into()),
+        }
+    };
     row.migrations_applied = applied as u64;
-    let migration_status = A::migration_status(&migration);
-    A::dispose_migration(&migration).await;
 
     say("pooled engine: queries through the pool");
     let engine = A::pooled(
@@ -101,10 +115,10 @@ async fn steps<A: Adapter>(
     if A::auth(&engine).refresher_running() {
         return Err("the refresher is still running after dispose".into());
     }
-    row.connections_opened = status.connections_opened + migration_status.connections_opened;
-    row.token_requests = status.auth.fetch_count + migration_status.auth.fetch_count;
+    row.connections_opened = status.connections_opened + migration_connections;
+    row.token_requests = status.auth.fetch_count + migration_fetches;
     outcome?;
-    if applied != 1 {
+    if method.runs_migrations() && applied != 1 {
         return Err(
             format!("expected 1 migration applied on a fresh database, got {applied}").into(),
         );
@@ -130,11 +144,15 @@ async fn pooled_steps<A: Adapter>(
         crate::scenarios::settle::<A>(engine).await;
     }
     let before = A::status(engine).auth.expires_at;
-    // Azure tokens live TOKEN_LIFETIME here; RDS tokens always live 900 s and a password
-    // never expires, so for those the same credential simply serves the new connection.
+    // Azure and Google tokens live TOKEN_LIFETIME here; RDS and DSQL tokens live 900 s and
+    // a password never expires, so for those the same credential simply serves the new
+    // connection.
     let rolls = matches!(
         method,
-        Method::AzureManagedIdentity | Method::AzureWorkloadIdentity
+        Method::AzureManagedIdentity
+            | Method::AzureWorkloadIdentity
+            | Method::GcpCloudSql
+            | Method::GcpAlloyDb
     );
     say(&format!(
         "token rollover: waiting {} s, then a new connection",

@@ -136,6 +136,16 @@ pub enum Method {
     AzureWorkloadIdentity,
     /// An RDS IAM token signed with the emulator's test keys.
     Aws,
+    /// An Aurora DSQL token for the emulator's DSQL endpoint name (dialled through
+    /// `PGHOSTADDR=127.0.0.1`, `verify-full` by name). Not in [`Method::ALL`]: DSQL has no
+    /// advisory locks, so migration engines refuse it (the demo checks the refusal).
+    AwsDsql,
+    /// Google Cloud SQL: an access token from the emulator's metadata server
+    /// (`GCE_METADATA_HOST`) with the `sqlservice.login` scope, the user name derived from
+    /// the service account's email (no `PGUSER`).
+    GcpCloudSql,
+    /// AlloyDB: as [`Method::GcpCloudSql`], with `PGAUTH_GCP_PRODUCT=alloydb` and its scope.
+    GcpAlloyDb,
     /// A password callback given to the builder (`token_source`), with settings from the
     /// environment that name no method: the emulator's password role, its password from the
     /// callback. Not in [`Method::ALL`]: its engines need [`Method::token_source`].
@@ -144,18 +154,35 @@ pub enum Method {
 
 impl Method {
     /// Every method.
-    pub const ALL: [Method; 4] = [
+    pub const ALL: [Method; 6] = [
         Method::AzureManagedIdentity,
         Method::AzureWorkloadIdentity,
         Method::Aws,
+        Method::GcpCloudSql,
+        Method::GcpAlloyDb,
         Method::Password,
     ];
 
-    /// The demo's rows: every method and the password callback.
-    pub const DEMO: [Method; 5] = [
+    /// The methods whose tokens come from an emulator identity endpoint that counts requests
+    /// and can be taken down: the herd, rollover and outage scenarios run for each.
+    pub const ENDPOINT: [Method; 3] = [
+        Method::AzureManagedIdentity,
+        Method::GcpCloudSql,
+        Method::GcpAlloyDb,
+    ];
+
+    /// The methods whose tokens are signed locally from static keys (no endpoint to count or
+    /// take down): the herd and rollover scenarios run for each, counting the engine's fetches.
+    pub const SIGNED: [Method; 1] = [Method::AwsDsql];
+
+    /// The demo's rows: every method, Aurora DSQL and the password callback.
+    pub const DEMO: [Method; 8] = [
         Method::AzureManagedIdentity,
         Method::AzureWorkloadIdentity,
         Method::Aws,
+        Method::AwsDsql,
+        Method::GcpCloudSql,
+        Method::GcpAlloyDb,
         Method::Password,
         Method::Callback,
     ];
@@ -168,7 +195,38 @@ impl Method {
             Method::AzureManagedIdentity => "azure-managed-identity",
             Method::AzureWorkloadIdentity => "azure-workload-identity",
             Method::Aws => "aws-iam",
+            Method::AwsDsql => "aws-dsql",
+            Method::GcpCloudSql => "gcp-cloudsql",
+            Method::GcpAlloyDb => "gcp-alloydb",
             Method::Callback => "password-callback",
+        }
+    }
+
+    /// The method the engine's status reports (`status.auth.method`): `password`, `azure`,
+    /// `aws`, `dsql`, `gcp` or `callback`.
+    #[must_use]
+    pub fn status_method(self) -> &'static str {
+        match self {
+            Method::Password => "password",
+            Method::AzureManagedIdentity | Method::AzureWorkloadIdentity => "azure",
+            Method::Aws => "aws",
+            Method::AwsDsql => "dsql",
+            Method::GcpCloudSql | Method::GcpAlloyDb => "gcp",
+            Method::Callback => "callback",
+        }
+    }
+
+    /// The emulator's label for this method's accepted logins
+    /// (`Stats::logins_accepted_by_method`).
+    #[must_use]
+    pub fn emulator_login_label(self) -> &'static str {
+        match self {
+            Method::Password | Method::Callback => "password",
+            Method::AzureManagedIdentity | Method::AzureWorkloadIdentity => "entra",
+            Method::Aws => "aws",
+            Method::AwsDsql => "dsql",
+            Method::GcpCloudSql => "gcp_cloudsql",
+            Method::GcpAlloyDb => "gcp_alloydb",
         }
     }
 
@@ -195,6 +253,8 @@ impl Method {
             Method::AzureManagedIdentity => emulator.azure_role(),
             Method::AzureWorkloadIdentity => emulator.azure_workload_role(),
             Method::Aws => emulator.aws_role(),
+            Method::AwsDsql => emulator.dsql_role(),
+            Method::GcpCloudSql | Method::GcpAlloyDb => return emulator.gcp_role(),
         }
         .to_string()
     }
@@ -232,6 +292,24 @@ impl Method {
                 set("PGAUTH_METHOD", "aws".into());
                 set("PGUSER", emulator.aws_role().into());
             }
+            Method::AwsDsql => {
+                set("PGAUTH_METHOD", "dsql".into());
+                set("PGHOST", emulator.dsql_host());
+                set("PGHOSTADDR", "127.0.0.1".into());
+                set("PGUSER", emulator.dsql_role().into());
+            }
+            Method::GcpCloudSql | Method::GcpAlloyDb => {
+                // The metadata server only (GCE_METADATA_HOST is exported), and no PGUSER:
+                // the user name comes from the service account's email.
+                set("PGAUTH_METHOD", "gcp".into());
+                let product = if self == Method::GcpAlloyDb {
+                    "alloydb"
+                } else {
+                    "cloudsql"
+                };
+                set("PGAUTH_GCP_PRODUCT", product.into());
+                env.retain(|(k, _)| k != "PGUSER" && k != "GOOGLE_APPLICATION_CREDENTIALS");
+            }
             Method::Callback => {
                 set("PGUSER", emulator.password_role().into());
                 // No method, no password: the builder's source decides.
@@ -239,6 +317,12 @@ impl Method {
             }
         }
         env
+    }
+
+    /// Whether the migration engines run with this method (not on Aurora DSQL).
+    #[must_use]
+    pub fn runs_migrations(self) -> bool {
+        self != Method::AwsDsql
     }
 
     /// Settings read from [`Method::env`].

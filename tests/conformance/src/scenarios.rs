@@ -32,7 +32,7 @@ pub use logins::{
     bad_settings_are_refused, cold_herd_makes_one_token_request, counters_add_up,
     logins_for_every_method, plaintext_is_refused,
 };
-pub use migration_role::migrations_run_as_their_own_role;
+pub use migration_role::{migrations_run_as_a_password_owner, migrations_run_as_their_own_role};
 pub use options::connection_options_reach_the_server;
 pub use refresh::{
     outage_is_ridden_out_while_the_token_is_valid, postgres_restart_is_survived,
@@ -78,8 +78,9 @@ pub fn manual_clock() -> (ManualClock, AuthOptions) {
 /// (so its first token is cached).
 pub async fn warm_engine_on_manual_clock<A: Adapter>(
     emulator: &Emulator,
+    method: Method,
 ) -> (ManualClock, A::Pooled) {
-    let settings = Method::AzureManagedIdentity.settings(emulator);
+    let settings = method.settings(emulator);
     let (clock, auth) = manual_clock();
     let options = EngineOptions {
         auth,
@@ -131,6 +132,29 @@ pub(crate) fn token_requests(emulator: &Emulator) -> u64 {
     emulator.stats().token_requests.total
 }
 
+/// The tokens `engine` has made so far: the emulator's count of identity-endpoint requests for
+/// an endpoint method (which must agree with the engine's own count), else the engine's count
+/// of fetches (a locally signed token).
+pub(crate) fn tokens_made<A: Adapter>(
+    emulator: &Emulator,
+    engine: &A::Pooled,
+    method: Method,
+) -> u64 {
+    let fetched = A::status(engine).auth.fetch_count;
+    if Method::ENDPOINT.contains(&method) {
+        let requested = token_requests(emulator);
+        assert_eq!(
+            requested,
+            fetched,
+            "{}: {method:?}: endpoint and engine counts",
+            A::NAME
+        );
+        requested
+    } else {
+        fetched
+    }
+}
+
 pub(crate) fn text(error: &BoxError) -> String {
     chain_text(error.as_ref())
 }
@@ -158,6 +182,7 @@ macro_rules! conformance_tests {
             plaintext_is_refused,
             bad_settings_are_refused,
             migrations_run_as_their_own_role,
+            migrations_run_as_a_password_owner,
             health_follows_the_credential,
             health_shows_the_pool_settings,
             custom_source_with_settings_from_the_environment,

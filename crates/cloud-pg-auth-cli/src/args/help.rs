@@ -39,11 +39,14 @@ options:
   -V, --version         version
 
 settings (environment, as for the library):
-  PGAUTH_METHOD         azure, aws, password or auto (auto: *.postgres.database.azure.com -> azure,
-                        *.rds.amazonaws.com -> aws)
+  PGAUTH_METHOD         azure, aws, dsql, gcp, password or auto (auto: *.postgres.database.azure.com
+                        -> azure, *.rds.amazonaws.com -> aws, *.dsql.<region>.on.aws -> dsql;
+                        never gcp: set it for Cloud SQL and AlloyDB)
   PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSSLMODE PGSSLROOTCERT DATABASE_URL   as in libpq
   PGAUTH_AZURE_CREDENTIAL PGAUTH_AZURE_CLOUD AZURE_CLIENT_ID AZURE_TENANT_ID ...   Azure
   AWS_REGION AWS_PROFILE PGAUTH_AWS_SIGNING_PORT ...                                AWS
+  PGAUTH_DSQL_TOKEN_EXPIRES                      Aurora DSQL token lifetime, s (900)
+  PGAUTH_GCP_PRODUCT GOOGLE_APPLICATION_CREDENTIALS GCE_METADATA_HOST ...         Google
   PGAUTH_LOG            log level of the library's messages on standard error (default warn)
 
 examples:
@@ -54,7 +57,7 @@ examples:
 
 exit status: 0 success, 1 failure (a doctor step or the command failed), 2 bad usage;
 pgauth psql exits with psql's status.
-See docs/azure.md, docs/aws.md and docs/troubleshooting.md.
+See docs/azure.md, docs/aws.md, docs/dsql.md, docs/gcp.md and docs/troubleshooting.md.
 ";
 
 const TOKEN_HELP: &str = "\
@@ -133,8 +136,10 @@ examples:
 ";
 
 const SQL_HELP: &str = "\
-usage: pgauth sql create-role --method azure|aws --name NAME [--object-id ID]
-                              [--type service|user|group] [--database DB] [--grant read|write|owner]
+usage: pgauth sql create-role --method azure|aws|dsql|gcp --name NAME [--object-id ID]
+                              [--type service|user|group] [--arn ARN]
+                              [--gcp-product cloudsql|alloydb]
+                              [--database DB] [--grant read|write|owner]
 
 Prints the SQL an administrator runs to create the login role; it runs nothing. Names are
 quoted, so any name is safe to paste.
@@ -146,6 +151,13 @@ quoted, so any name is safe to paste.
          service: managed identities and app registrations).
   AWS:   CREATE USER NAME and GRANT rds_iam TO NAME. NAME must be letters, digits, - . _ ~
          (an IAM token carries it unencoded).
+  DSQL:  CREATE ROLE NAME WITH LOGIN and AWS IAM GRANT NAME TO 'ARN', run as admin, each
+         statement its own transaction; --arn (required) is the IAM role or user that logs
+         in. No --grant: write GRANT statements one per transaction (docs/dsql.md).
+  Google: the IAM user is created with gcloud, not SQL: the gcloud sql users create line
+         (--gcp-product alloydb: gcloud alloydb users create) comes as a comment to run,
+         then the grants. NAME is a service account's email without .gserviceaccount.com
+         (app@project.iam) or a user's email.
   --grant read    SELECT on schema public's tables (now and future ones created by the
                   administrator)
   --grant write   read, plus INSERT, UPDATE, DELETE and sequences
@@ -156,6 +168,8 @@ examples:
   pgauth sql create-role --method azure --name my-app-identity --grant write --database app
   pgauth sql create-role --method azure --name my-app --object-id 6f1b5c1e-1234-4f00-8c4e-0a1b2c3d4e5f
   pgauth sql create-role --method aws --name app_user --grant read --database app | psql -h admin-host
+  pgauth sql create-role --method dsql --name app --arn arn:aws:iam::123456789012:role/app
+  pgauth sql create-role --method gcp --name app@my-project.iam --grant write --database app
 ";
 
 const PROXY_HELP: &str = "\

@@ -27,6 +27,8 @@ fn role(method: RoleMethod, name: &str) -> CreateRole {
         name: name.to_string(),
         object_id: None,
         principal_type: None,
+        arn: None,
+        gcp_product: None,
         database: None,
         grant: None,
     }
@@ -89,6 +91,45 @@ fn command_lines() {
 }
 
 #[test]
+fn dsql_create_role_command_lines() {
+    check(
+        "sql create-role --method aws-dsql --name app --arn arn:aws:iam::123456789012:role/app",
+        Ok((
+            Command::CreateRole(CreateRole {
+                arn: Some("arn:aws:iam::123456789012:role/app".into()),
+                ..role(RoleMethod::Dsql, "app")
+            }),
+            false,
+        )),
+    );
+    for (line, fragment) in [
+        ("sql create-role --method dsql --name app", "needs --arn"),
+        (
+            "sql create-role --method aws --name app --arn arn:aws:iam::123456789012:role/app",
+            "--arn is for --method dsql",
+        ),
+        (
+            "sql create-role --method dsql --name app --arn a --arn b",
+            "given twice",
+        ),
+        (
+            "sql create-role --method dsql --name app --arn arn:aws:iam::123456789012:role/app --grant read",
+            "one ddl statement per transaction",
+        ),
+        (
+            "sql create-role --method dsql --name app --arn arn:aws:iam::123456789012:role/app --object-id 6f1b5c1e-1234-4f00-8c4e-0a1b2c3d4e5f",
+            "--method azure",
+        ),
+        (
+            "sql create-role --method aurora --name app",
+            "use azure, aws, dsql or gcp",
+        ),
+    ] {
+        check(line, Err((fragment, Topic::Sql)));
+    }
+}
+
+#[test]
 fn bad_command_lines_say_what_to_write() {
     check("frobnicate", Err(("unknown command", Topic::Main)));
     check("help nothing", Err(("no help page", Topic::Main)));
@@ -111,8 +152,8 @@ fn bad_command_lines_say_what_to_write() {
         Err(("--name", Topic::Sql)),
     );
     check(
-        "sql create-role --method gcp --name x",
-        Err(("use azure or aws", Topic::Sql)),
+        "sql create-role --method oracle --name x",
+        Err(("use azure, aws, dsql or gcp", Topic::Sql)),
     );
     check(
         "sql create-role --method azure --name",
@@ -241,5 +282,40 @@ fn every_help_page_has_examples() {
     ] {
         assert!(help(topic).contains("examples:"), "{topic:?}");
         assert!(help(topic).contains("usage: pgauth"), "{topic:?}");
+    }
+}
+
+#[test]
+fn gcp_create_role_command_lines() {
+    check(
+        "sql create-role --method gcp --name app@p.iam --gcp-product alloydb --grant read",
+        Ok((
+            Command::CreateRole(CreateRole {
+                gcp_product: Some(cloud_pg_auth::gcp::GcpProduct::AlloyDb),
+                grant: Some(Grant::Read),
+                ..role(RoleMethod::Gcp, "app@p.iam")
+            }),
+            false,
+        )),
+    );
+    for (line, expected) in [
+        (
+            "sql create-role --method gcp --name a@p.iam --gcp-product spanner",
+            "use cloudsql or alloydb",
+        ),
+        (
+            "sql create-role --method aws --name app --gcp-product cloudsql",
+            "--gcp-product is for --method gcp",
+        ),
+        (
+            "sql create-role --method gcp --name a@p.iam --object-id 6f1b5c1e-1234-4f00-8c4e-0a1b2c3d4e5f",
+            "named by its principal's email",
+        ),
+        (
+            "sql create-role --method gcp --name a@p.iam --gcp-product cloudsql --gcp-product alloydb",
+            "given twice",
+        ),
+    ] {
+        check(line, Err((expected, Topic::Sql)));
     }
 }

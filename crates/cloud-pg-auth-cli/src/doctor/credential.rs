@@ -206,6 +206,8 @@ pub(super) fn step_audience(state: &mut State<'_>) -> Result<StepFinding, Failur
             }
             Ok(outcome)
         }
+        AuthMethod::Dsql => super::dsql::step_audience(state, settings, &host),
+        AuthMethod::Gcp => super::gcp::step_audience(state, settings),
         _ => Ok(StepFinding::skipped(
             "not a token method: the password is sent as it is",
         )),
@@ -247,7 +249,9 @@ fn token_failure(error: &Error, method: AuthMethod) -> Failure {
         }
         (AuthMethod::Azure, TokenErrorKind::Rejected) => "the identity endpoint refused: check that the identity exists and is assigned to this resource (AZURE_CLIENT_ID names a user-assigned identity attached to it), the tenant and client id, and for workload identity the federated credential's issuer and subject".to_string(),
         (AuthMethod::Azure, TokenErrorKind::Transient) => "the identity endpoint did not answer properly: check that this runs where the identity exists (IDENTITY_ENDPOINT on App Service / Container Apps; PGAUTH_AZURE_MANAGED_IDENTITY=1 on a VM), or on a laptop run az login".to_string(),
-        (AuthMethod::Aws, _) => "no usable AWS credentials: check AWS_PROFILE (aws sso login), the instance or task role, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY".to_string(),
+        (AuthMethod::Gcp, TokenErrorKind::Config) => "see the message above: it names the setting or credentials file to fix".to_string(),
+        (AuthMethod::Gcp, _) => "no google token: on google cloud check the service account attached to the workload (GKE: workload identity binding) and GCE_METADATA_HOST; elsewhere set GOOGLE_APPLICATION_CREDENTIALS to a key file or run gcloud auth application-default login".to_string(),
+        (AuthMethod::Aws | AuthMethod::Dsql, _) => "no usable AWS credentials: check AWS_PROFILE (aws sso login), the instance or task role, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY".to_string(),
         _ => "see the message above".to_string(),
     };
     failure(token.chain_text(), fix).data(json!({"origin": token.origin()}))

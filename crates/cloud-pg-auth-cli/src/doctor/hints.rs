@@ -148,6 +148,52 @@ pub(super) const HINTS: &[Hint] = &[
             )
         }),
     },
+    // Aurora DSQL answers every refused token with this one text.
+    Hint {
+        matches: Matches::Message(&["unable to accept connection, access denied"]),
+        methods: None,
+        cause: "dsql_access_denied",
+        fix: Fix::Built(|r| {
+            let user = r.user;
+            let action = cloud_pg_auth::aws::dsql::action_for(user);
+            format!(
+                "Aurora DSQL refused the token; check in this order: the role {user:?} exists and is mapped to this IAM identity (as admin: pgauth sql create-role --method dsql --name {user} --arn <iam role arn>; SELECT * FROM sys.iam_pg_role_mappings lists the mappings), the IAM policy allows dsql:{action} on the cluster, the token is signed for the cluster endpoint in PGHOST and its region (AWS_REGION), and it has not expired (PGAUTH_DSQL_TOKEN_EXPIRES, clock skew)"
+            )
+        }),
+    },
+    Hint {
+        matches: Matches::Sqlstate("53400"),
+        methods: Some(&[AuthMethod::Dsql]),
+        cause: "dsql_rate",
+        fix: Fix::Text(
+            "Aurora DSQL accepts about 100 new connections per second per cluster (bursts up to 1,000): open fewer at once (a smaller max_size, connections kept and reused: max_lifetime 55 minutes), and retry with backoff",
+        ),
+    },
+    Hint {
+        matches: Matches::Sqlstate("53300"),
+        methods: Some(&[AuthMethod::Dsql]),
+        cause: "dsql_connections",
+        fix: Fix::Text(
+            "the Aurora DSQL cluster has reached its connection limit (10,000 by default): lower max_size across the application's instances, close idle connections, or ask AWS for a higher quota",
+        ),
+    },
+    // Cloud SQL and AlloyDB answer every refused IAM token with one text per product and
+    // kind of user; the reason is only in the server's log.
+    Hint {
+        matches: Matches::Message(&[
+            "IAM service account authentication failed",
+            "IAM user authentication failed",
+        ]),
+        methods: None,
+        cause: "gcp_iam_rejected",
+        fix: Fix::Built(super::gcp::iam_rejected_fix),
+    },
+    Hint {
+        matches: Matches::Message(&["password authentication failed"]),
+        methods: Some(&[AuthMethod::Gcp]),
+        cause: "gcp_not_iam_user",
+        fix: Fix::Built(super::gcp::not_iam_user_fix),
+    },
     Hint {
         matches: Matches::Message(&["no pg_hba.conf entry"]),
         methods: None,
@@ -237,260 +283,4 @@ fn audience_fix(refusal: &Refusal<'_>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A refusal of a login as `app` to `appdb`, with the token's identity named `uami`.
-    fn refusal<'a>(
-        env: &'a Env,
-        method: AuthMethod,
-        sqlstate: &'a str,
-        message: &'a str,
-    ) -> Refusal<'a> {
-        Refusal {
-            sqlstate,
-            message,
-            method,
-            user: "app",
-            database: "appdb",
-            oid: Some("11111111-2222-3333-4444-555555555555"),
-            derived: Some("uami"),
-            env,
-        }
-    }
-
-    /// The cause `find` picks (`None`: no hint) for a server's refusal.
-    fn check(method: AuthMethod, sqlstate: &str, message: &str, expected: Option<&str>) {
-        let env = Env::from_pairs(Vec::<(String, String)>::new());
-        let found = find(&refusal(&env, method, sqlstate, message)).map(|h| h.cause);
-        assert_eq!(found, expected, "{method:?} {sqlstate} {message:?}");
-    }
-
-    #[test]
-    fn each_known_refusal_has_its_cause() {
-        use AuthMethod::{Aws, Azure, Custom, Password};
-        let cases: &[(AuthMethod, &str, &str, Option<&str>)] = &[
-            (
-                Azure,
-                "28000",
-                "The access token does not have a valid audience claim. Please acquire a new token for the resource \"https://ossrdbms-aad.database.usgovcloudapi.net\".",
-                Some("audience"),
-            ),
-            (
-                Azure,
-                "28000",
-                "Service principal oid mismatch for role[app]",
-                Some("oid_mismatch"),
-            ),
-            (
-                Azure,
-                "28000",
-                "User oid mismatch for role[app]",
-                Some("oid_mismatch"),
-            ),
-            (
-                Azure,
-                "28000",
-                "Service Principals cannot generate AAD_AUTH_TOKENTYPE_APP_USER tokens for role[a@b.c]",
-                Some("token_type"),
-            ),
-            (
-                Azure,
-                "28000",
-                "The access token has expired. Please acquire a new token and retry.",
-                Some("clock"),
-            ),
-            (
-                Azure,
-                "28000",
-                "The access token is not yet valid. Please acquire a new token and retry.",
-                Some("clock"),
-            ),
-            (
-                Azure,
-                "28000",
-                "The access token was issued by a tenant that is not associated with this server. Please acquire a new token from the right tenant and retry.",
-                Some("tenant"),
-            ),
-            (
-                Azure,
-                "28000",
-                "The access token has invalid format. Please ensure the token is passed exactly as returned by the authentication endpoint and retry.",
-                Some("token_rejected"),
-            ),
-            (
-                Azure,
-                "28000",
-                "An error occurred while validating the access token. Please acquire a new token and retry.",
-                Some("token_rejected"),
-            ),
-            (
-                Aws,
-                "28000",
-                "PAM authentication failed for user \"app\"",
-                Some("iam_rejected"),
-            ),
-            (
-                Azure,
-                "28P01",
-                "password authentication failed for user \"app\"",
-                Some("unmapped_identity"),
-            ),
-            (
-                Aws,
-                "28P01",
-                "password authentication failed for user \"app\"",
-                Some("unmapped_identity"),
-            ),
-            (
-                Custom,
-                "28P01",
-                "password authentication failed for user \"app\"",
-                Some("unmapped_identity"),
-            ),
-            (
-                Password,
-                "28000",
-                "no pg_hba.conf entry for host \"10.0.0.1\", user \"app\", database \"appdb\", no encryption",
-                Some("hba"),
-            ),
-            (
-                Password,
-                "3D000",
-                "database \"appdb\" does not exist",
-                Some("database"),
-            ),
-            // The first entry that matches wins: an expired token refused in another way.
-            (
-                Azure,
-                "28000",
-                "The access token has expired and has invalid format",
-                Some("clock"),
-            ),
-            // Nothing known: no hint.
-            (
-                Password,
-                "28P01",
-                "password authentication failed for user \"app\"",
-                None,
-            ),
-            (Azure, "53300", "sorry, too many clients already", None),
-            (
-                Aws,
-                "28000",
-                "role \"app\" is not permitted to log in",
-                None,
-            ),
-            (Azure, "3D00", "", None),
-            (Azure, "", "", None),
-        ];
-        for (method, sqlstate, message, expected) in cases {
-            check(*method, sqlstate, message, *expected);
-        }
-    }
-
-    /// No entry is hidden behind an earlier one: each pattern, alone in a message and for a
-    /// method the entry applies to, finds the entry's cause.
-    #[test]
-    fn every_entry_is_reachable() {
-        for hint in HINTS {
-            let method = hint.methods.map_or(AuthMethod::Password, |m| m[0]);
-            match hint.matches {
-                Matches::Message(texts) => {
-                    for text in texts {
-                        check(method, "", &format!("FATAL: {text}."), Some(hint.cause));
-                    }
-                }
-                Matches::Sqlstate(code) => check(method, code, "", Some(hint.cause)),
-            }
-        }
-    }
-
-    /// The fixes that name something of the login name the right thing.
-    #[test]
-    fn fixes_name_the_login() {
-        let usgov = "The access token does not have a valid audience claim. Please acquire a new token for the resource \"https://ossrdbms-aad.database.usgovcloudapi.net\".";
-        let elsewhere = "The access token does not have a valid audience claim. Please acquire a new token for the resource \"https://example.net\".";
-        let no_env = Env::from_pairs(Vec::<(String, String)>::new());
-        let scope_set = Env::from_pairs([("PGAUTH_AZURE_SCOPE", "https://x/.default")]);
-        let cases: &[(&Env, AuthMethod, &str, &str, &str)] = &[
-            (
-                &no_env,
-                AuthMethod::Azure,
-                "28000",
-                usgov,
-                "the server is in the usgov cloud: set PGAUTH_AZURE_CLOUD=usgov",
-            ),
-            (
-                &scope_set,
-                AuthMethod::Azure,
-                "28000",
-                usgov,
-                "set PGAUTH_AZURE_CLOUD=usgov and unset PGAUTH_AZURE_SCOPE",
-            ),
-            (
-                &no_env,
-                AuthMethod::Azure,
-                "28000",
-                elsewhere,
-                "request tokens for https://example.net: check",
-            ),
-            (
-                &no_env,
-                AuthMethod::Azure,
-                "28000",
-                "Service principal oid mismatch for role[app]",
-                "(oid 11111111-2222-3333-4444-555555555555); log in as the role mapped to this identity (PGUSER=uami)",
-            ),
-            (
-                &no_env,
-                AuthMethod::Azure,
-                "28000",
-                "Service Principals cannot generate AAD_AUTH_TOKENTYPE_APP_USER tokens for role[app]",
-                "create one: pgauth sql create-role --method azure --name 'uami' --object-id 11111111-2222-3333-4444-555555555555 --type service",
-            ),
-            (
-                &no_env,
-                AuthMethod::Azure,
-                "28P01",
-                "password authentication failed for user \"app\"",
-                "an administrator runs: pgauth sql create-role --method azure --name 'app' --object-id",
-            ),
-            (
-                &no_env,
-                AuthMethod::Aws,
-                "28P01",
-                "password authentication failed for user \"app\"",
-                "an administrator runs: pgauth sql create-role --method aws --name app",
-            ),
-            (
-                &no_env,
-                AuthMethod::Aws,
-                "28000",
-                "PAM authentication failed for user \"app\"",
-                "the role \"app\" exists and is granted rds_iam",
-            ),
-            (
-                &no_env,
-                AuthMethod::Password,
-                "3D000",
-                "database \"appdb\" does not exist",
-                "the database \"appdb\" does not exist",
-            ),
-            (
-                &no_env,
-                AuthMethod::Password,
-                "57P03",
-                "the database system is starting up",
-                "see the server's message above",
-            ),
-        ];
-        for (env, method, sqlstate, message, expected) in cases {
-            let (_, fix) = explain(&refusal(env, *method, sqlstate, message));
-            assert!(
-                fix.contains(expected),
-                "{message:?}: {fix:?} lacks {expected:?}"
-            );
-        }
-    }
-}
+mod tests;

@@ -5,6 +5,8 @@
 //! file, and `hints` explains the server's refusals at login.
 
 mod credential;
+mod dsql;
+mod gcp;
 mod hints;
 mod login;
 mod settings;

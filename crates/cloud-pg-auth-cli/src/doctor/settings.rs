@@ -51,7 +51,7 @@ pub(super) fn step_settings(state: &mut State<'_>) -> Result<StepFinding, Failur
                 settings.get_azure().effective_scope()
             )
         }
-        AuthMethod::Aws => match settings.get_aws().resolve_region(&host) {
+        AuthMethod::Aws | AuthMethod::Dsql => match settings.get_aws().resolve_region(&host) {
             Ok(r) => {
                 region = json!(r);
                 format!(", region {r}")
@@ -83,6 +83,12 @@ pub(super) fn step_settings(state: &mut State<'_>) -> Result<StepFinding, Failur
             "region": region,
             "variables_read": names,
         }));
+    if let Some((line, data)) = migration_identity(&settings) {
+        outcome = outcome.detail(line);
+        if let Some(fields) = outcome.data.as_object_mut() {
+            fields.insert("migration".into(), data);
+        }
+    }
     if settings.get_insecure_loopback() {
         outcome = outcome.detail(
             "warning: PGAUTH_INSECURE_LOOPBACK=1 allows the token over plaintext or unverified TLS to this loopback host",
@@ -90,4 +96,117 @@ pub(super) fn step_settings(state: &mut State<'_>) -> Result<StepFinding, Failur
     }
     state.settings = Some(settings);
     Ok(outcome)
+}
+
+/// The identity migration engines log in with, when it differs from the service's
+/// (`PGAUTH_MIGRATION_USER`, `PGAUTH_MIGRATION_AZURE_CLIENT_ID`, `PGAUTH_MIGRATION_PASSWORD`):
+/// a line for people and the same facts for JSON. Says whether a password is set, never
+/// the password.
+fn migration_identity(settings: &Settings) -> Option<(String, Value)> {
+    if !settings.has_migration_identity() {
+        return None;
+    }
+    let migrations = settings.for_migrations();
+    let method = migrations.resolved_method().ok().map(AuthMethod::as_str);
+    let client_id = settings.get_migration_azure_client_id();
+    let password_set = settings.get_migration_password().is_some();
+    let mut line = format!(
+        "migrations log in as {} with method {}",
+        migrations.get_user().unwrap_or("the user from their token"),
+        method.unwrap_or("(unresolved)")
+    );
+    if let Some(id) = client_id {
+        line.push_str(&format!(
+            ", azure identity {id} (PGAUTH_MIGRATION_AZURE_CLIENT_ID)"
+        ));
+    }
+    if password_set {
+        line.push_str(" (PGAUTH_MIGRATION_PASSWORD set)");
+    }
+    let data = json!({
+        "user": migrations.get_user(),
+        "method": method,
+        "azure_client_id": client_id,
+        "password_set": password_set,
+    });
+    Some((line, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RDS_HOST: &str = "db.abc123.eu-west-1.rds.amazonaws.com";
+    const AZURE_HOST: &str = "db.postgres.database.azure.com";
+    const MIGRATION_ID: &str = "11111111-2222-3333-4444-555555555555";
+
+    /// An environment (`PGUSER=app` added), words the line holds, and the JSON: user,
+    /// method, client id, whether a password is set.
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        &'static [&'static str],
+        (
+            Option<&'static str>,
+            &'static str,
+            Option<&'static str>,
+            bool,
+        ),
+    );
+
+    #[test]
+    fn the_migration_identity_is_shown_when_set_and_never_its_password() {
+        let cases: [Case; 3] = [
+            (
+                &[("PGHOST", RDS_HOST), ("PGAUTH_MIGRATION_USER", "app_owner")],
+                &["as app_owner with method aws"],
+                (Some("app_owner"), "aws", None, false),
+            ),
+            (
+                &[
+                    ("PGHOST", AZURE_HOST),
+                    ("PGAUTH_AZURE_MANAGED_IDENTITY", "1"),
+                    ("PGAUTH_MIGRATION_AZURE_CLIENT_ID", MIGRATION_ID),
+                ],
+                &[
+                    "as the user from their token with method azure",
+                    "azure identity 11111111-2222-3333-4444-555555555555",
+                ],
+                (None, "azure", Some(MIGRATION_ID), false),
+            ),
+            (
+                &[
+                    ("PGHOST", RDS_HOST),
+                    ("PGAUTH_MIGRATION_USER", "app_owner"),
+                    ("PGAUTH_MIGRATION_PASSWORD", "owner-s3cret"),
+                ],
+                &[
+                    "as app_owner with method password",
+                    "PGAUTH_MIGRATION_PASSWORD set",
+                ],
+                (Some("app_owner"), "password", None, true),
+            ),
+        ];
+        for (pairs, words, (user, method, client_id, password_set)) in cases {
+            let mut pairs = pairs.to_vec();
+            pairs.push(("PGUSER", "app"));
+            let settings = Settings::from_env_vars(&Env::from_pairs(pairs.clone()))
+                .unwrap_or_else(|e| panic!("{pairs:?}: {e}"));
+            let (line, data) = migration_identity(&settings).expect("a migration identity");
+            for words in words {
+                assert!(line.contains(words), "{pairs:?}: {line}");
+            }
+            let expected = json!({
+                "user": user,
+                "method": method,
+                "azure_client_id": client_id,
+                "password_set": password_set,
+            });
+            assert_eq!(data, expected, "{pairs:?}");
+            assert!(!format!("{line} {data}").contains("owner-s3cret"), "{line}");
+        }
+        // Nothing set: nothing shown.
+        let pairs = [("PGHOST", RDS_HOST), ("PGUSER", "app")];
+        let settings = Settings::from_env_vars(&Env::from_pairs(pairs)).unwrap();
+        assert_eq!(migration_identity(&settings), None);
+    }
 }

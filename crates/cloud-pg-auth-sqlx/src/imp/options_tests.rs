@@ -14,7 +14,7 @@ use cloud_pg_auth_testkit::{PATIENCE, poll_until};
 
 use super::PooledEngine;
 use super::sqlx::postgres::{PgConnectOptions, PgSslMode};
-use super::target::Target;
+use super::target::{Target, join_options, without_inherited};
 
 fn settings() -> Settings {
     offline_password_settings("pw").ssl_mode(SslMode::Disable)
@@ -39,7 +39,7 @@ fn no_routing_field_comes_from_the_process_environment() {
         "certificates unused"
     );
     assert_eq!(options.get_port(), 1);
-    let relay = target.relay().unwrap().dir().unwrap();
+    let relay = target.relay().dir().unwrap();
     assert_eq!(options.get_socket(), Some(&relay));
 }
 
@@ -72,6 +72,48 @@ fn a_callers_base_keeps_its_own_fields_and_loses_the_route() {
         .unwrap()
         .base_options();
     assert_eq!(options.get_application_name(), Some("from-settings"));
+}
+
+/// What a caller's base adds to the environment's `PGOPTIONS` is kept, the rest dropped;
+/// the caller's go before the settings'.
+#[test]
+fn a_callers_options_are_told_from_the_inherited_ones() {
+    let env = Some("-c search_path=env");
+    for (all, inherited, want) in [
+        ("-c search_path=env", env, None),
+        ("-c search_path=env -c a=b", env, Some("-c a=b")),
+        ("-c a=b", env, Some("-c a=b")),
+        ("-c a=b", None, Some("-c a=b")),
+        ("-c search_path=env2", env, Some("-c search_path=env2")),
+        ("  ", None, None),
+        ("-c a=b", Some(" "), Some("-c a=b")),
+    ] {
+        assert_eq!(
+            without_inherited(all, inherited).as_deref(),
+            want,
+            "{all:?} after {inherited:?}"
+        );
+    }
+    for (first, second, want) in [
+        (Some("-c a=1"), Some("-c a=2"), Some("-c a=1 -c a=2")),
+        (Some("-c a=1"), None, Some("-c a=1")),
+        (None, Some("-c a=2"), Some("-c a=2")),
+        (None, None, None),
+    ] {
+        assert_eq!(
+            join_options(first.map(str::to_owned), second).as_deref(),
+            want
+        );
+    }
+}
+
+#[test]
+fn options_that_cannot_reach_the_server_are_refused_by_name() {
+    for options in ["-c a=b\0c", "search_path=x"] {
+        let error = Target::from_settings(&settings().options(options)).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("PGOPTIONS"), "{options:?}: {text}");
+    }
 }
 
 /// A resumed process: wall-clock time jumped, but the long timers (tokio's monotonic clock)

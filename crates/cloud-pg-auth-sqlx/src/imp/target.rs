@@ -7,12 +7,12 @@ use std::fmt;
 use std::future::Future;
 
 use cloud_pg_auth::login::{AttemptError, LoginStats, LoginTarget};
-use cloud_pg_auth::{AccessToken, ConfigError, Settings, TargetSessionAttrs};
+use cloud_pg_auth::{AccessToken, ConfigError, Settings};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use super::error::sqlstate;
 use super::{Error, sqlx};
-use crate::relay::{CANNOT_CONNECT_NOW, Relay, UNABLE_TO_CONNECT};
+use crate::relay::{CANNOT_CONNECT_NOW, Relay, UNABLE_TO_CONNECT, Wanted};
 
 /// What every connection of one engine shares: server, database, route, the login target
 /// (user, TLS decision, counters). The password is added per token by
@@ -23,9 +23,7 @@ pub(crate) struct Target {
     /// The settings' database; `None` means the login user's name, as in libpq.
     dbname: Option<String>,
     login: LoginTarget,
-    /// `None` when the host is a Unix socket directory: sqlx connects there directly
-    /// (PostgreSQL does no TLS over a Unix socket).
-    relay: Option<Relay>,
+    relay: Relay,
 }
 
 impl Target {
@@ -47,42 +45,39 @@ impl Target {
         let endpoint = login.endpoint().clone();
         let dbname = settings.get_dbname().map(str::to_owned);
         let own_base = base.is_none();
-        // sqlx has no constructor that reads nothing: `new_without_pgpass` reads PGHOST,
-        // PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY,
-        // PGAPPNAME and PGOPTIONS. Each is overwritten below, except the three certificate
-        // paths (unused: sqlx reads them only for TLS, and it is told `disable`) and
-        // PGOPTIONS, which sqlx can only append to (see `warn_inherited_options`).
-        if settings.get_target_session_attrs() != TargetSessionAttrs::Any {
-            // sqlx checks no session property after login; refuse rather than ignore.
-            return Err(cloud_pg_auth::Error::Config(ConfigError::new(
+        if Wanted::for_attrs(settings.get_target_session_attrs()).is_err() {
+            return Err(config_error(
                 "PGTARGETSESSIONATTRS",
                 format!(
-                    "is {} but the sqlx adapter cannot check it (sqlx has no target_session_attrs); unset it, or use the deadpool, bb8 or diesel-async adapter",
+                    "is {}, which the sqlx adapter cannot check; use any, read-write or read-only",
                     settings.get_target_session_attrs().as_str()
                 ),
-            ))
-            .into());
+            ));
         }
-        let pairs = settings
+        // Malformed options are refused by name at build, as in the other adapters.
+        settings
             .get_option_pairs()
             .map_err(cloud_pg_auth::Error::Config)?;
-        let base = base.unwrap_or_else(PgConnectOptions::new_without_pgpass);
-        // Settings read from this process's environment carry the PGOPTIONS sqlx already
-        // read: sent once, not twice.
-        let inherited = own_base
-            .then(|| base.get_options().map(str::to_owned))
-            .flatten()
-            .filter(|o| !o.trim().is_empty());
-        let already_sent = inherited.is_some() && inherited.as_deref() == settings.get_options();
-        if !already_sent {
-            warn_inherited_options(inherited.as_deref());
+        if settings.get_options().is_some_and(|o| o.contains('\0')) {
+            return Err(config_error(
+                "PGOPTIONS",
+                "contains a NUL byte, which cannot reach the server; remove it".into(),
+            ));
         }
-        let mut options = if already_sent || pairs.is_empty() {
-            base
-        } else {
-            with_server_options(base, pairs)
-        };
-        options = options
+        // The relay sends the server exactly these options, in place of what sqlx sends (it
+        // always sends the PGOPTIONS of this process's environment, and can only append to
+        // it): the caller's own, then the settings', so that the settings' win.
+        let options_sent = join_options(
+            base.as_ref().and_then(callers_options),
+            settings.get_options(),
+        );
+        // sqlx has no constructor that reads nothing: `new_without_pgpass` reads PGHOST,
+        // PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY,
+        // PGAPPNAME and PGOPTIONS. Each is overwritten below or by the relay (PGOPTIONS),
+        // except the three certificate paths (unused: sqlx reads them only for TLS, and it
+        // is told `disable`).
+        let mut options = base
+            .unwrap_or_else(PgConnectOptions::new_without_pgpass)
             .host(endpoint.host())
             .port(endpoint.port())
             .ssl_mode(PgSslMode::Disable)
@@ -102,21 +97,15 @@ impl Target {
             // The server's default, sent so that PGAPPNAME is not.
             options = options.application_name("");
         }
-        let relay = match endpoint.unix_socket_dir() {
-            Some(dir) => {
-                options = options.socket(dir);
-                None
-            }
-            None => {
-                let relay = Relay::bind(
-                    endpoint.clone(),
-                    login.tls().clone(),
-                    settings.get_connect_timeout(),
-                )?;
-                options = route(options, &relay, endpoint.port());
-                Some(relay)
-            }
-        };
+        // Every host goes through the relay, a socket directory too: it applies the
+        // options above, the keepalives and target_session_attrs, which sqlx cannot.
+        let relay = Relay::bind(
+            endpoint.clone(),
+            login.tls().clone(),
+            settings,
+            options_sent,
+        )?;
+        let options = route(options, &relay, endpoint.port());
         Ok(Self {
             options,
             dbname,
@@ -127,22 +116,17 @@ impl Target {
 
     /// Makes sure the relay accepts connections (on the current runtime).
     pub(crate) fn ensure_relay(&self) -> Result<(), Error> {
-        match &self.relay {
-            Some(relay) => Ok(relay.ensure_running()?),
-            None => Ok(()),
-        }
+        Ok(self.relay.ensure_running()?)
     }
 
     /// Stops the relay and removes its socket directory.
     pub(crate) async fn stop_relay(&self) {
-        if let Some(relay) = &self.relay {
-            relay.stop().await;
-        }
+        self.relay.stop().await;
     }
 
     #[cfg(test)]
-    pub(crate) fn relay(&self) -> Option<&Relay> {
-        self.relay.as_ref()
+    pub(crate) fn relay(&self) -> &Relay {
+        &self.relay
     }
 
     /// The options without any password (installed when an engine is disposed).
@@ -222,35 +206,40 @@ impl Target {
         ) {
             return None;
         }
-        self.relay
-            .as_ref()
-            .and_then(|relay| relay.take_failure(db.message()))
+        self.relay.take_failure(db.message())
     }
 }
 
-/// sqlx's `options` setter appends, so a `PGOPTIONS` read by `new_without_pgpass` cannot be
-/// taken out; say so rather than let it change every session unnoticed.
-fn warn_inherited_options(inherited: Option<&str>) {
-    if inherited.is_some_and(|o| !o.is_empty()) {
-        tracing::warn!(
-            "PGOPTIONS is set in this process's environment and sqlx sends it with every login \
-             before the settings' options (it cannot be removed through sqlx's API); unset it, \
-             or read the settings from this environment so that they agree"
-        );
-    }
+fn config_error(setting: &str, message: String) -> Error {
+    cloud_pg_auth::Error::Config(ConfigError::new(setting, message)).into()
 }
 
-/// Appends the settings' server options (`-c name=value` pairs). sqlx 0.9 escapes spaces and
-/// backslashes in what it is given; sqlx 0.8 writes them as they are, so they are escaped
-/// here first, the way the server reads them.
-fn with_server_options(base: PgConnectOptions, pairs: Vec<(String, String)>) -> PgConnectOptions {
-    let probe = base.clone().options([("p", "a b")]);
-    let escapes = probe.get_options().is_some_and(|o| o.ends_with(r"a\ b"));
-    if escapes {
-        return base.options(pairs);
+/// The `options` a caller's base adds to the `PGOPTIONS` sqlx read from the environment
+/// (every sqlx constructor starts from it; its setter appends).
+fn callers_options(base: &PgConnectOptions) -> Option<String> {
+    let inherited = PgConnectOptions::new_without_pgpass()
+        .get_options()
+        .map(str::to_owned);
+    without_inherited(base.get_options()?, inherited.as_deref())
+}
+
+/// `all` without the leading `inherited` options, `None` when nothing is left.
+pub(crate) fn without_inherited(all: &str, inherited: Option<&str>) -> Option<String> {
+    let all = all.trim();
+    let inherited = inherited.map(str::trim).filter(|i| !i.is_empty());
+    let own = match inherited.and_then(|i| all.strip_prefix(i)) {
+        Some(rest) if rest.is_empty() || rest.starts_with(' ') => rest.trim_start(),
+        _ => all,
+    };
+    (!own.is_empty()).then(|| own.to_owned())
+}
+
+/// Two `options` strings as one, `None` when both are absent.
+pub(crate) fn join_options(first: Option<String>, second: Option<&str>) -> Option<String> {
+    match (first, second) {
+        (Some(first), Some(second)) => Some(format!("{first} {second}")),
+        (first, second) => first.or_else(|| second.map(str::to_owned)),
     }
-    let escape = |s: &str| s.replace('\\', r"\\").replace(' ', r"\ ");
-    base.options(pairs.iter().map(|(k, v)| (escape(k), escape(v))))
 }
 
 /// `options` pointed at the relay, without TLS (the relay does it).
@@ -270,7 +259,6 @@ impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Target")
             .field("login", &self.login)
-            .field("relay", &self.relay.is_some())
             .finish_non_exhaustive()
     }
 }

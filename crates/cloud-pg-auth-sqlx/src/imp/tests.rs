@@ -137,11 +137,7 @@ fn tls_modes_never_send_a_token_unverified() {
             .and_then(|settings| Target::from_settings(&settings));
         match (target, expected) {
             (Ok(target), Ok(check)) => {
-                assert_eq!(
-                    target.relay().unwrap().policy().check(),
-                    *check,
-                    "{pairs:?}"
-                );
+                assert_eq!(target.relay().policy().check(), *check, "{pairs:?}");
                 let options = target.base_options();
                 assert!(
                     matches!(options.get_ssl_mode(), PgSslMode::Disable),
@@ -191,24 +187,24 @@ fn sqlx_never_gets_the_root_file_and_connects_to_the_relay() {
             !format!("{options:?}").contains(root),
             "{mode}: {options:?}"
         );
-        let dir = target.relay().unwrap().dir().unwrap();
+        let dir = target.relay().dir().unwrap();
         assert_eq!(options.get_socket(), Some(&dir), "{mode}");
         assert_eq!(options.get_port(), 6432, "{mode}");
         assert!(dir.join(".s.PGSQL.6432").exists(), "{mode}");
     }
 }
 
-/// PostgreSQL does no TLS over a Unix socket: a socket directory as the host is used as is.
+/// A socket directory host goes through the relay too (which dials the server's socket
+/// without TLS, as PostgreSQL does no TLS there), so that the relay's `options`, keepalive
+/// and target_session_attrs handling covers it.
+#[cfg(unix)]
 #[test]
-fn a_socket_directory_host_bypasses_the_relay() {
+fn a_socket_directory_host_goes_through_the_relay() {
     let settings = offline_password_settings(PASSWORD).host("/var/run/postgresql");
     let target = Target::from_settings(&settings).unwrap();
-    assert!(target.relay().is_none());
     let options = target.base_options();
-    assert_eq!(
-        options.get_socket().map(|p| p.to_str().unwrap()),
-        Some("/var/run/postgresql")
-    );
+    let dir = target.relay().dir().unwrap();
+    assert_eq!(options.get_socket(), Some(&dir));
     assert!(matches!(options.get_ssl_mode(), PgSslMode::Disable));
 }
 
@@ -220,7 +216,7 @@ async fn the_relay_directory_is_private_and_removed_and_its_task_ends_with_the_e
     use std::os::unix::fs::PermissionsExt as _;
     let (clock, source) = fake();
     let engine = engine_with(&clock, &source, false).await;
-    let relay = engine.target().relay().unwrap();
+    let relay = engine.target().relay();
     let dir = relay.dir().unwrap();
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "{mode:o}");
@@ -232,8 +228,8 @@ async fn the_relay_directory_is_private_and_removed_and_its_task_ends_with_the_e
     assert!(matches!(engine.get().await, Err(Error::Disposed)));
 
     let engine = engine_with(&clock, &source, false).await;
-    let dir = engine.target().relay().unwrap().dir().unwrap();
-    let probe = engine.target().relay().unwrap().probe();
+    let dir = engine.target().relay().dir().unwrap();
+    let probe = engine.target().relay().probe();
     drop(engine);
     assert!(!dir.exists(), "removed by the drop");
     poll_until("probe.ended()", PATIENCE, async || probe.ended()).await;
@@ -244,7 +240,7 @@ async fn the_relay_directory_is_private_and_removed_and_its_task_ends_with_the_e
         .build()
         .await
         .unwrap();
-    let relay = migrations.target().relay().unwrap();
+    let relay = migrations.target().relay();
     let dir = relay.dir().unwrap();
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "{mode:o}");

@@ -86,4 +86,21 @@ SELECT public.pgaadauth_create_principal(@user@, true, false);
 
 CREATE ROLE @aws_role@ LOGIN;
 GRANT rds_iam TO @aws_role@;
+-- Aurora DSQL: roles mapped with AWS IAM GRANT log in with dsql tokens only; `admin` is the
+-- cluster's built-in role (DbConnectAdmin). dsql_iam marks them, as rds_iam does for RDS.
+CREATE ROLE dsql_iam NOLOGIN;
+CREATE ROLE @dsql_admin_role@ LOGIN CREATEROLE CREATEDB;
+GRANT dsql_iam TO @dsql_admin_role@;
+CREATE ROLE @dsql_role@ LOGIN;
+GRANT dsql_iam TO @dsql_role@;
 CREATE ROLE @password_role@ LOGIN PASSWORD @password_verifier@;
+-- Cloud SQL and AlloyDB: IAM database users (which gcloud creates there) are members of
+-- cloudsql_iam / alloydb_iam here; each emulated Google principal is a user of both.
+CREATE ROLE cloudsql_iam NOLOGIN;
+CREATE ROLE alloydb_iam NOLOGIN;
+CREATE ROLE @gcp_vm_role@ LOGIN;
+GRANT cloudsql_iam, alloydb_iam TO @gcp_vm_role@;
+CREATE ROLE @gcp_key_role@ LOGIN;
+GRANT cloudsql_iam, alloydb_iam TO @gcp_key_role@;
+CREATE ROLE @gcp_user_role@ LOGIN;
+GRANT cloudsql_iam, alloydb_iam TO @gcp_user_role@;

@@ -4,6 +4,14 @@
 use std::path::Path;
 
 use super::*;
+use crate::aws::dsql::{DsqlSignParams, action_for, sign_dsql_token};
+use crate::gcp::GcpIdentity;
+
+/// The emulated Aurora DSQL cluster endpoint in `region`: `<cluster-id>.dsql.<region>.on.aws`.
+/// Its name is in the front's certificate; dial it with `hostaddr=127.0.0.1`.
+pub(super) fn dsql_host(region: &str) -> String {
+    format!("{DSQL_CLUSTER_ID}.dsql.{region}.on.aws")
+}
 
 impl Emulator {
     pub(super) fn build_env(&self) -> Vec<(String, String)> {
@@ -60,6 +68,23 @@ impl Emulator {
             v("AWS_REGION", self.core.aws.region.clone()),
             v("AWS_DEFAULT_REGION", self.core.aws.region.clone()),
             v("PGAUTH_EMULATOR_AWS_ROLE", AWS_ROLE.into()),
+            v("PGAUTH_EMULATOR_DSQL_HOST", self.dsql_host()),
+            v("PGAUTH_EMULATOR_DSQL_ROLE", DSQL_ROLE.into()),
+            v("PGAUTH_EMULATOR_DSQL_ADMIN_ROLE", DSQL_ADMIN_ROLE.into()),
+            // Google: the metadata server only. GOOGLE_APPLICATION_CREDENTIALS is not exported,
+            // since it would win over the metadata server; the files are named instead.
+            v("GCE_METADATA_HOST", self.gcp_metadata_host()),
+            v("PGAUTH_EMULATOR_GCP_ROLE", self.gcp_role()),
+            v(
+                "PGAUTH_EMULATOR_GCP_KEY_FILE",
+                self.gcp_key_file.display().to_string(),
+            ),
+            v("PGAUTH_EMULATOR_GCP_KEY_ROLE", self.gcp_key_role()),
+            v(
+                "PGAUTH_EMULATOR_GCP_USER_FILE",
+                self.gcp_user_file.display().to_string(),
+            ),
+            v("PGAUTH_EMULATOR_GCP_USER", self.gcp_user().into()),
             v("PGAUTH_EMULATOR_PASSWORD_ROLE", PASSWORD_ROLE.into()),
             v("PGAUTH_EMULATOR_PASSWORD", self.password.clone()),
             v("PGAUTH_EMULATOR_CONTROL", self.control_url()),
@@ -131,6 +156,75 @@ impl Emulator {
     /// Role granted `rds_iam`.
     pub fn aws_role(&self) -> &str {
         AWS_ROLE
+    }
+    /// The Aurora DSQL cluster endpoint the front answers for
+    /// (`PGAUTH_EMULATOR_DSQL_HOST`, `<cluster-id>.dsql.<region>.on.aws`): put it in `host`
+    /// and `127.0.0.1` in `hostaddr`; the certificate names it, so `verify-full` holds.
+    pub fn dsql_host(&self) -> String {
+        dsql_host(&self.core.aws.region)
+    }
+    /// Role mapped for DSQL tokens with `DbConnect` (`PGAUTH_EMULATOR_DSQL_ROLE`).
+    pub fn dsql_role(&self) -> &str {
+        DSQL_ROLE
+    }
+    /// DSQL's `admin` role, whose tokens use `DbConnectAdmin`.
+    pub fn dsql_admin_role(&self) -> &str {
+        DSQL_ADMIN_ROLE
+    }
+    /// The parameters of a DSQL token for `user` (the action fitting the role), signed for
+    /// [`Emulator::dsql_host`] with the emulator's credentials now, valid 900 s (tweak them to
+    /// craft bad tokens).
+    pub fn dsql_sign_params(&self, user: &str) -> DsqlSignParams {
+        DsqlSignParams {
+            access_key_id: self.core.aws.access_key_id.clone(),
+            secret_access_key: self.core.aws.secret_access_key.clone(),
+            session_token: None,
+            region: self.core.aws.region.clone(),
+            host: self.dsql_host(),
+            action: action_for(user).into(),
+            time: SystemTime::now(),
+            expires_in: 900,
+        }
+    }
+    /// A valid DSQL token for `user`.
+    pub fn dsql_token(&self, user: &str) -> String {
+        sign_dsql_token(&self.dsql_sign_params(user))
+    }
+    /// Google's principals and the tokens issued (the metadata server's and the token
+    /// endpoint's state; [`GcpIdentity::check`] applies the front's check).
+    pub fn gcp(&self) -> &GcpIdentity {
+        &self.core.gcp
+    }
+    /// `GCE_METADATA_HOST`: `127.0.0.1:<identity port>`, where the metadata server and the
+    /// token endpoint (`/token`) are served.
+    pub fn gcp_metadata_host(&self) -> String {
+        format!("127.0.0.1:{}", self.identity_port)
+    }
+    /// The IAM database user of the metadata server's service account
+    /// (`PGAUTH_EMULATOR_GCP_ROLE`, `emulator-vm@pgauth-emulator.iam`): a Cloud SQL and
+    /// AlloyDB user.
+    pub fn gcp_role(&self) -> String {
+        self.core.gcp.metadata_account().username()
+    }
+    /// A service account key file (`PGAUTH_EMULATOR_GCP_KEY_FILE`) whose `token_uri` is the
+    /// emulator's: the value for `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub fn gcp_key_file(&self) -> &Path {
+        &self.gcp_key_file
+    }
+    /// The IAM database user of the key file's service account
+    /// (`PGAUTH_EMULATOR_GCP_KEY_ROLE`).
+    pub fn gcp_key_role(&self) -> String {
+        self.core.gcp.key_account().username()
+    }
+    /// A user credentials file (`authorized_user`, `PGAUTH_EMULATOR_GCP_USER_FILE`), as gcloud
+    /// writes it, with the emulator's `token_uri`.
+    pub fn gcp_user_file(&self) -> &Path {
+        &self.gcp_user_file
+    }
+    /// The user of [`Emulator::gcp_user_file`], also its database user
+    /// (`PGAUTH_EMULATOR_GCP_USER`).
+    pub fn gcp_user(&self) -> &str {
+        self.core.gcp.user().email()
     }
     /// Role with a plain password.
     pub fn password_role(&self) -> &str {

@@ -63,6 +63,12 @@ pub const AZURE_WORKLOAD_ROLE: &str = azure::WORKLOAD_NAME;
 pub const AZURE_USER_ROLE: &str = azure::USER_UPN;
 /// Role granted `rds_iam`.
 pub const AWS_ROLE: &str = "pgauth_iam";
+/// Role mapped for Aurora DSQL tokens (`DbConnect`), as `AWS IAM GRANT` would map it.
+pub const DSQL_ROLE: &str = "pgauth_dsql";
+/// DSQL's built-in role, whose tokens use `DbConnectAdmin`.
+pub const DSQL_ADMIN_ROLE: &str = crate::aws::dsql::ADMIN_ROLE;
+/// The emulated DSQL cluster's id (26 characters, as real ids).
+pub const DSQL_CLUSTER_ID: &str = "pgauthemulatorcluster00001";
 /// Role with a plain password.
 pub const PASSWORD_ROLE: &str = "pgauth_password";
 /// The database clients connect to.

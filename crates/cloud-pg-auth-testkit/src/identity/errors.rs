@@ -63,6 +63,19 @@ pub(super) fn fault_response(
             };
             entra_error(status, error, code, &format!("{desc} {note}"))
         }
+        // Google's token endpoint's shape; the metadata server's bodies are plain text, which
+        // clients read as the status alone.
+        Endpoint::Gcp => {
+            let (error, desc) = match status {
+                400 => ("invalid_request", "Bad Request"),
+                404 => ("not_found", "Not Found"),
+                410 => ("unavailable", "Gone"),
+                429 => ("rate_limit_exceeded", "Too many requests"),
+                503 => ("unavailable", "Service unavailable"),
+                _ => ("internal_failure", "Internal error"),
+            };
+            imds_error(status, error, &format!("{desc} {note}"))
+        }
     };
     if let Some(secs) = retry_after
         && (status == 429 || status == 503)

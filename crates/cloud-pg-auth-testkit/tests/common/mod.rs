@@ -76,3 +76,21 @@ pub(crate) async fn run_psql(
         String::from_utf8_lossy(&out.stderr).trim().to_string(),
     )
 }
+
+/// The Entra audience of Azure Database for PostgreSQL (public cloud).
+pub(crate) const AUD: &str = "https://ossrdbms-aad.database.windows.net";
+
+/// The claims of a JWT, unverified.
+pub(crate) fn claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Form-encodes a query value.
+pub(crate) fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

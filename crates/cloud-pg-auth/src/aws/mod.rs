@@ -1,4 +1,4 @@
-//! IAM auth tokens for AWS RDS and Aurora.
+//! IAM auth tokens for AWS RDS and Aurora, and for Amazon Aurora DSQL ([`dsql`]).
 //!
 //! This module is always compiled: host and user name checks and the options are plain data.
 //! The token source itself, [`AwsSource`], needs the `aws` feature (aws-sdk-rds's
@@ -15,6 +15,9 @@ use std::time::Duration;
 use crate::env::Env;
 use crate::error::ConfigError;
 
+pub mod dsql;
+#[cfg(feature = "aws")]
+mod dsql_source;
 #[cfg(feature = "aws")]
 mod source;
 #[cfg(feature = "aws")]
@@ -43,10 +46,13 @@ fn rds_prefix(host: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The region in an RDS host name: `db.abc123.eu-west-1.rds.amazonaws.com` → `eu-west-1`.
+/// The region in an RDS host name (`db.abc123.eu-west-1.rds.amazonaws.com` → `eu-west-1`)
+/// or an Aurora DSQL endpoint (`abc.dsql.eu-west-1.on.aws` → `eu-west-1`).
 #[must_use]
 pub fn region_from_host(host: &str) -> Option<String> {
-    let prefix = rds_prefix(host)?;
+    let Some(prefix) = rds_prefix(host) else {
+        return dsql::region_from_dsql_host(host);
+    };
     let region = prefix.rsplit('.').next()?;
     is_region(region).then(|| region.to_string())
 }
@@ -128,6 +134,9 @@ pub struct AwsOptions {
     pub(crate) signing_port: Option<u16>,
     /// The shared config profile for credentials (`AWS_PROFILE`).
     pub(crate) profile: Option<String>,
+    /// The lifetime of Aurora DSQL tokens (`PGAUTH_DSQL_TOKEN_EXPIRES`, seconds); 900 s
+    /// when unset. RDS tokens always live 900 s.
+    pub(crate) dsql_token_expires: Option<Duration>,
 }
 
 /// Environment variables [`AwsOptions::from_env`] reads. `AwsSource::load` (feature `aws`)
@@ -138,6 +147,7 @@ pub const ENV_VARS: &[&str] = &[
     "AWS_DEFAULT_REGION",
     "PGAUTH_AWS_SIGNING_PORT",
     "AWS_PROFILE",
+    dsql::TOKEN_EXPIRES_VAR,
 ];
 
 impl AwsOptions {
@@ -185,10 +195,15 @@ impl AwsOptions {
             ),
             None => None,
         };
+        let dsql_token_expires = match env.get(dsql::TOKEN_EXPIRES_VAR) {
+            Some(value) => Some(dsql::parse_token_expires(value)?),
+            None => None,
+        };
         Ok(Self {
             region,
             signing_port,
             profile: env.get("AWS_PROFILE").map(str::to_string),
+            dsql_token_expires,
         })
     }
 
@@ -212,7 +227,8 @@ impl AwsOptions {
                 "AWS_REGION",
                 format!(
                     "cannot tell the aws region: {host} is not an rds host name \
-                     (*.<region>.rds.amazonaws.com); set AWS_REGION"
+                     (*.<region>.rds.amazonaws.com) nor an aurora dsql endpoint \
+                     (*.dsql.<region>.on.aws); set AWS_REGION"
                 ),
             )
         })
@@ -243,6 +259,27 @@ impl AwsOptions {
     #[must_use]
     pub fn get_signing_port(&self) -> Option<u16> {
         self.signing_port
+    }
+
+    /// Sets the lifetime of Aurora DSQL tokens (`PGAUTH_DSQL_TOKEN_EXPIRES`), from 1 s to
+    /// one week; checked when the source is built.
+    #[must_use]
+    pub fn dsql_token_expires(mut self, expires: Duration) -> Self {
+        self.dsql_token_expires = Some(expires);
+        self
+    }
+
+    /// The lifetime of Aurora DSQL tokens: as set, else [`dsql::DEFAULT_TOKEN_EXPIRES`].
+    #[must_use]
+    pub fn get_dsql_token_expires(&self) -> Duration {
+        self.dsql_token_expires
+            .unwrap_or(dsql::DEFAULT_TOKEN_EXPIRES)
+    }
+
+    /// Whether the DSQL token lifetime was set (`PGAUTH_DSQL_TOKEN_EXPIRES`).
+    #[must_use]
+    pub fn is_dsql_token_expires_set(&self) -> bool {
+        self.dsql_token_expires.is_some()
     }
 }
 
@@ -388,8 +425,19 @@ mod tests {
                 region: None,
                 signing_port: Some(5432),
                 profile: Some("dev".into()),
+                dsql_token_expires: None,
             }),
         );
+        check_env(
+            &[("PGAUTH_DSQL_TOKEN_EXPIRES", "3600")],
+            Ok(AwsOptions::default().dsql_token_expires(Duration::from_secs(3600))),
+        );
+        for expires in ["0", "604801", "soon"] {
+            check_env(
+                &[("PGAUTH_DSQL_TOKEN_EXPIRES", expires)],
+                Err(("PGAUTH_DSQL_TOKEN_EXPIRES", "1 to 604800")),
+            );
+        }
         check_env(
             &[("AWS_REGION", "US East")],
             Err(("AWS_REGION", "not an aws region")),
@@ -435,6 +483,11 @@ mod tests {
             },
             rds,
             Ok("us-west-2"),
+        );
+        check_region(
+            AwsOptions::default(),
+            "abc.dsql.ap-south-1.on.aws",
+            Ok("ap-south-1"),
         );
         check_region(
             AwsOptions::default(),

@@ -1,8 +1,9 @@
-//! [`AwsSource`]: RDS IAM auth tokens signed with credentials from the default chain or a
-//! caller-supplied provider.
+//! [`AwsSource`]: RDS IAM and Aurora DSQL auth tokens signed with credentials from the default
+//! chain or a caller-supplied provider. The DSQL constructors live in `dsql_source.rs`.
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
@@ -23,21 +24,44 @@ use crate::status::rfc3339;
 use crate::token::{TokenDetails, UsernameSource};
 use crate::{AccessToken, Secret};
 
-/// RDS and Aurora IAM auth tokens.
+/// RDS and Aurora IAM auth tokens, and Aurora DSQL tokens ([`AwsSource::load_dsql`]).
 ///
 /// Each fetch asks the credentials provider once (the chain's providers are called directly,
-/// as aws-sdk-rds does) and signs locally. The token expires 900 s after signing, or when
-/// the signing credentials expire, whichever is first. Build one source per engine: the
-/// default chain's HTTP client belongs to this source.
+/// as aws-sdk-rds does) and signs locally. The token expires 900 s after signing (DSQL: the
+/// configured lifetime), or when the signing credentials expire, whichever is first. Build
+/// one source per engine: the default chain's HTTP client belongs to this source.
 pub struct AwsSource {
-    provider: SharedCredentialsProvider,
-    region: Region,
-    host: String,
-    port: u16,
-    user: String,
-    time_source: SharedTimeSource,
-    info: SourceInfo,
-    origin: String,
+    pub(super) provider: SharedCredentialsProvider,
+    pub(super) region: Region,
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) user: String,
+    pub(super) signer: Signer,
+    pub(super) time_source: SharedTimeSource,
+    pub(super) info: SourceInfo,
+    pub(super) origin: String,
+}
+
+/// What a source signs: the two token kinds share the credentials and their handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Signer {
+    /// An RDS `connect` token for `host:port` and `DBUser`, 900 s.
+    Rds,
+    /// An Aurora DSQL `DbConnect`/`DbConnectAdmin` token for the host alone.
+    Dsql {
+        /// `X-Amz-Expires`.
+        expires: Duration,
+    },
+}
+
+impl Signer {
+    /// How long a token signed now is valid, credentials aside.
+    fn lifetime(self) -> Duration {
+        match self {
+            Self::Rds => TOKEN_LIFETIME,
+            Self::Dsql { expires } => expires,
+        }
+    }
 }
 
 impl AwsSource {
@@ -63,28 +87,15 @@ impl AwsSource {
         validate_username(user)?;
         let (host, port) = Self::target_for(options, host, port)?;
         let region = options.resolve_region(&host)?;
-        let (provider, kind) = match static_credentials(env)? {
-            Some(credentials) => (SharedCredentialsProvider::new(credentials), "environment"),
-            None => {
-                let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                    .region(Region::new(region.clone()));
-                if let Some(profile) = &options.profile {
-                    loader = loader.profile_name(profile);
-                }
-                let sdk_config = loader.load().await;
-                let provider = sdk_config.credentials_provider().ok_or_else(|| {
-                    ConfigError::new(
-                        "AWS_PROFILE",
-                        "aws-config built no credentials provider; set aws credentials",
-                    )
-                })?;
-                (provider, "default-chain")
-            }
-        };
-        let mut source = Self::with_credentials_provider(provider, region, &host, port, user)?;
-        source.info = source.info.credential_kind(kind);
-        source.origin = source.info.label();
-        Ok(source)
+        let (provider, kind) = credentials_provider(options, env, &region).await?;
+        Ok(Self::with_credentials_provider(provider, region, &host, port, user)?.with_kind(kind))
+    }
+
+    /// Names the kind of credentials in the source's info (`environment`, `default-chain`).
+    pub(super) fn with_kind(mut self, kind: &str) -> Self {
+        self.info = self.info.credential_kind(kind);
+        self.origin = self.info.label();
+        self
     }
 
     /// A source that signs for `host:port` and `user` in `region` with credentials from
@@ -118,6 +129,7 @@ impl AwsSource {
             host,
             port,
             user: user.to_string(),
+            signer: Signer::Rds,
             time_source: SharedTimeSource::new(SystemTimeSource::new()),
             origin: info.label(),
             info,
@@ -183,9 +195,31 @@ impl TokenSource for AwsSource {
                     ),
                 ));
             }
-            Some(expiry) => expiry.min(now + TOKEN_LIFETIME),
-            None => now + TOKEN_LIFETIME,
+            Some(expiry) => expiry.min(now + self.signer.lifetime()),
+            None => now + self.signer.lifetime(),
         };
+        let token = match self.signer {
+            Signer::Rds => self.sign_rds(credentials).await?,
+            Signer::Dsql { expires } => self.sign_dsql(credentials, expires, now)?,
+        };
+        let details = TokenDetails {
+            identity: Some(self.user.clone()),
+            username: Some(self.user.clone()),
+            username_source: Some(UsernameSource::Settings),
+            ids: Vec::new(),
+        };
+        Ok(AccessToken::new(token)
+            .with_expiry(expires_at)
+            .with_details(details))
+    }
+
+    fn info(&self) -> SourceInfo {
+        self.info.clone()
+    }
+}
+
+impl AwsSource {
+    async fn sign_rds(&self, credentials: Credentials) -> Result<Secret, TokenError> {
         let config = TokenConfig::builder()
             .credentials(credentials)
             .hostname(self.host.clone())
@@ -207,38 +241,46 @@ impl TokenSource for AwsSource {
         let signed = AssertUnwindSafe(generator.auth_token(&sdk_config))
             .catch_unwind()
             .await;
-        let token = match signed {
-            Ok(Ok(token)) => Secret::new(token.as_str()),
+        match signed {
+            Ok(Ok(token)) => Ok(Secret::new(token.as_str())),
             Ok(Err(e)) => {
-                return Err(TokenError::new(
-                    TokenErrorKind::Transient,
-                    &self.origin,
-                    "signing failed",
+                Err(
+                    TokenError::new(TokenErrorKind::Transient, &self.origin, "signing failed")
+                        .with_cause(e),
                 )
-                .with_cause(e));
             }
-            Err(_panic) => {
-                return Err(TokenError::new(
-                    TokenErrorKind::Config,
-                    &self.origin,
-                    "aws-sdk-rds could not sign for this host and user; check PGHOST and PGUSER",
-                ));
-            }
-        };
-        let details = TokenDetails {
-            identity: Some(self.user.clone()),
-            username: Some(self.user.clone()),
-            username_source: Some(UsernameSource::Settings),
-            ids: Vec::new(),
-        };
-        Ok(AccessToken::new(token)
-            .with_expiry(expires_at)
-            .with_details(details))
+            Err(_panic) => Err(TokenError::new(
+                TokenErrorKind::Config,
+                &self.origin,
+                "aws-sdk-rds could not sign for this host and user; check PGHOST and PGUSER",
+            )),
+        }
     }
+}
 
-    fn info(&self) -> SourceInfo {
-        self.info.clone()
+/// The credentials provider of [`AwsSource::load`] and [`AwsSource::load_dsql`]: static
+/// credentials from `env` when set there, else aws-config's default chain; with its kind.
+pub(super) async fn credentials_provider(
+    options: &AwsOptions,
+    env: &Env,
+    region: &str,
+) -> Result<(SharedCredentialsProvider, &'static str), Error> {
+    if let Some(credentials) = static_credentials(env)? {
+        return Ok((SharedCredentialsProvider::new(credentials), "environment"));
     }
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
+    if let Some(profile) = &options.profile {
+        loader = loader.profile_name(profile);
+    }
+    let sdk_config = loader.load().await;
+    let provider = sdk_config.credentials_provider().ok_or_else(|| {
+        ConfigError::new(
+            "AWS_PROFILE",
+            "aws-config built no credentials provider; set aws credentials",
+        )
+    })?;
+    Ok((provider, "default-chain"))
 }
 
 /// Static credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`

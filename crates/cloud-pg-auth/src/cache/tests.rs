@@ -233,6 +233,13 @@ async fn the_fallback_is_marked_and_names_its_role_until_tokens_are_back() {
         .fallback_password("fallback-pw")
         .fallback_user("break_glass");
     let (clock, source, cache) = setup_with(Some(HOUR), options);
+    // The status names the fallback role as soon as one is configured.
+    let in_use = |cache: &TokenCache| {
+        let status = cache.status();
+        assert_eq!(status.fallback_user.as_deref(), Some("break_glass"));
+        (status.fallback_in_use, status.fallback_count)
+    };
+    assert_eq!(in_use(&cache), (false, 0));
     let token = cache.token().await.unwrap();
     assert!(!token.is_fallback());
     source.fail(TokenErrorKind::Transient, None);
@@ -241,13 +248,44 @@ async fn the_fallback_is_marked_and_names_its_role_until_tokens_are_back() {
     assert!(fallback.is_fallback());
     assert_eq!(fallback.details().get_username(), Some("break_glass"));
     assert_eq!(fallback.expires_at(), None);
-    assert_eq!(cache.status().fallback_count, 1);
+    assert_eq!(in_use(&cache), (true, 1));
     // The endpoint is back: past the backoff, the next call fetches a token again.
     source.recover();
     clock.advance(HOUR);
     let token = cache.token().await.unwrap();
     assert!(!token.is_fallback(), "{token:?}");
-    assert_eq!(cache.status().fallback_count, 1);
+    assert_eq!(in_use(&cache), (false, 1));
+}
+
+#[test]
+fn the_status_shows_a_fallback_role_only_with_a_fallback_password() {
+    // (fallback password, fallback role) -> status (configured, role)
+    let cases = [
+        ((false, false), (false, None)),
+        // A role without a password is no fallback (validation refuses it in settings).
+        ((false, true), (false, None)),
+        ((true, false), (true, None)),
+        ((true, true), (true, Some("break_glass"))),
+    ];
+    for ((password, user), expected) in cases {
+        let mut options = CacheOptions::default();
+        if password {
+            options = options.fallback_password("fallback-pw");
+        }
+        if user {
+            options = options.fallback_user("break_glass");
+        }
+        let (_clock, _source, cache) = setup_with(Some(HOUR), options);
+        let status = cache.status();
+        let case = (password, user);
+        assert_eq!(
+            (status.fallback_configured, status.fallback_user.as_deref()),
+            expected,
+            "{case:?}"
+        );
+        assert!(!status.fallback_in_use, "{case:?}");
+        assert!(!format!("{status:?}").contains("fallback-pw"), "{case:?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -19,6 +19,8 @@ pub struct CredentialConfig {
     settings: Settings,
     auth_options: AuthOptions,
     token_source: Option<Arc<dyn TokenSource>>,
+    /// A migration engine's: refused where the runners cannot work (Aurora DSQL).
+    migrations: bool,
 }
 
 impl CredentialConfig {
@@ -29,6 +31,7 @@ impl CredentialConfig {
             settings,
             auth_options: AuthOptions::default(),
             token_source: None,
+            migrations: false,
         }
     }
 
@@ -40,6 +43,7 @@ impl CredentialConfig {
     pub fn for_migrations(settings: Settings) -> Self {
         let mut config = Self::new(settings.for_migrations());
         config.disable_background_refresh();
+        config.migrations = true;
         config
     }
 
@@ -79,6 +83,9 @@ impl CredentialConfig {
     /// Builds the engine's own credential, with the settings' refresh policy and fallback
     /// password: the one way to make a credential from settings.
     pub async fn build_auth(&self) -> Result<Auth, Error> {
+        if self.migrations {
+            self.login_settings().check_migration_support()?;
+        }
         Auth::build(
             &self.settings,
             self.token_source.clone(),
@@ -105,6 +112,7 @@ impl fmt::Debug for CredentialConfig {
             .field("settings", &self.settings)
             .field("auth_options", &self.auth_options)
             .field("token_source", &self.token_source)
+            .field("migrations", &self.migrations)
             .finish()
     }
 }
@@ -210,7 +218,10 @@ impl PoolConfig {
                 "must be more than zero (a checkout would always time out)",
             ));
         }
-        Ok(())
+        // Aurora DSQL closes connections after an hour: the pool must recycle them first.
+        self.credential
+            .login_settings()
+            .check_max_lifetime(self.max_lifetime)
     }
 }
 

@@ -201,6 +201,23 @@ fn bad_migration_settings_are_refused_by_name() {
         "PGAUTH_MIGRATION_AZURE_CLIENT_ID",
         "is not a client id",
     );
+    // A migration password belongs to a migration role, and excludes a migration identity.
+    check(
+        &with(&[("PGAUTH_MIGRATION_PASSWORD", "owner-pw")]),
+        "PGAUTH_MIGRATION_PASSWORD",
+        "PGAUTH_MIGRATION_USER is not",
+    );
+    check(
+        &[
+            ("PGHOST", AZURE_HOST),
+            ("PGAUTH_AZURE_MANAGED_IDENTITY", "1"),
+            ("PGAUTH_MIGRATION_USER", "owner"),
+            ("PGAUTH_MIGRATION_PASSWORD", "owner-pw"),
+            ("PGAUTH_MIGRATION_AZURE_CLIENT_ID", MIGRATION_ID),
+        ],
+        "PGAUTH_MIGRATION_PASSWORD",
+        "together with PGAUTH_MIGRATION_AZURE_CLIENT_ID",
+    );
     for credential in ["cli", "client-secret"] {
         check(
             &[
@@ -219,4 +236,134 @@ fn bad_migration_settings_are_refused_by_name() {
         .validate()
         .unwrap_err();
     assert_eq!(error.setting(), "PGAUTH_MIGRATION_USER", "{error}");
+}
+
+/// A case's name, its environment (with `PGAUTH_MIGRATION_USER=app_owner` and
+/// `PGAUTH_MIGRATION_PASSWORD=owner-pw` added) and the sslmode in force for migrations.
+type PasswordCase = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    SslMode,
+);
+
+#[test]
+fn a_migration_password_logs_migrations_in_with_the_password_method() {
+    let cases: [PasswordCase; 5] = [
+        (
+            "aws: the owner role logs in with its password, over verified tls",
+            &[("PGHOST", RDS_HOST), ("PGUSER", "app")],
+            SslMode::VerifyFull,
+        ),
+        (
+            "azure: no token, the owner's password",
+            &[
+                ("PGHOST", AZURE_HOST),
+                ("PGUSER", "app-identity"),
+                ("PGAUTH_AZURE_MANAGED_IDENTITY", "1"),
+            ],
+            SslMode::VerifyFull,
+        ),
+        (
+            "aws with its sslmode: kept",
+            &[
+                ("PGHOST", RDS_HOST),
+                ("PGUSER", "app"),
+                ("PGSSLMODE", "require"),
+            ],
+            SslMode::Require,
+        ),
+        (
+            "a custom source's settings: the token default",
+            &[("PGHOST", "db.internal"), ("PGUSER", "app")],
+            SslMode::VerifyFull,
+        ),
+        (
+            "password: the migration password replaces PGPASSWORD, libpq's default sslmode",
+            &[
+                ("PGHOST", "db.internal"),
+                ("PGUSER", "app"),
+                ("PGPASSWORD", "app-pw"),
+            ],
+            SslMode::Prefer,
+        ),
+    ];
+    for (name, pairs, ssl) in cases {
+        let mut pairs = pairs.to_vec();
+        pairs.extend([
+            ("PGAUTH_MIGRATION_USER", "app_owner"),
+            ("PGAUTH_MIGRATION_PASSWORD", "owner-pw"),
+        ]);
+        if !pairs.iter().any(|(k, _)| *k == "PGPASSWORD") {
+            pairs.push(("PGAUTH_FALLBACK_PASSWORD", "fallback"));
+        }
+        let service =
+            Settings::from_env_vars(&env(&pairs)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(service.has_migration_identity(), "{name}");
+        let secret = service.get_migration_password();
+        assert_eq!(
+            secret.as_ref().map(Secret::expose),
+            Some("owner-pw"),
+            "{name}"
+        );
+        let migrations = service.for_migrations();
+        assert_eq!(migrations.get_method(), AuthMethod::Password, "{name}");
+        assert_eq!(migrations.get_user(), Some("app_owner"), "{name}");
+        let password = migrations.get_password().map(Secret::expose);
+        assert_eq!(password, Some("owner-pw"), "{name}");
+        assert_eq!(migrations.effective_ssl_mode().unwrap(), ssl, "{name}");
+        assert!(migrations.get_fallback_password().is_none(), "{name}");
+        assert!(migrations.validate().is_ok(), "{name}");
+        // Derived once: deriving again changes nothing, and nothing says "migrate otherwise".
+        assert!(!migrations.has_migration_identity(), "{name}");
+        assert_eq!(
+            format!("{:?}", migrations.for_migrations()),
+            format!("{migrations:?}"),
+            "{name}"
+        );
+        // The service's own login is untouched.
+        let set = |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        assert_eq!(service.get_user(), set("PGUSER"), "{name}");
+        let service_password = service.get_password().map(Secret::expose);
+        assert_eq!(service_password, set("PGPASSWORD"), "{name}");
+    }
+    // Settings built in code take it from the environment they are given.
+    let built = Settings::default()
+        .host(RDS_HOST)
+        .user("app")
+        .migration_user("app_owner")
+        .env(env(&[("PGAUTH_MIGRATION_PASSWORD", "owner-pw")]));
+    assert!(built.validate().is_ok());
+    assert_eq!(built.for_migrations().get_method(), AuthMethod::Password);
+}
+
+#[test]
+fn the_migration_password_is_a_secret_and_debug_never_shows_it() {
+    assert!(crate::env::SECRET_VARS.contains(&"PGAUTH_MIGRATION_PASSWORD"));
+    let pairs = [
+        ("PGHOST", RDS_HOST),
+        ("PGUSER", "app"),
+        ("PGAUTH_MIGRATION_USER", "app_owner"),
+        ("PGAUTH_MIGRATION_PASSWORD", "owner-s3cret"),
+    ];
+    let vars = env(&pairs);
+    // Only as a secret: never as plain text.
+    assert_eq!(vars.get("PGAUTH_MIGRATION_PASSWORD"), None);
+    let service = Settings::from_env_vars(&vars).unwrap();
+    let migrations = service.for_migrations();
+    for text in [
+        format!("{vars:?}"),
+        format!("{service:?}"),
+        format!("{service:#?}"),
+        format!("{migrations:?}"),
+        format!("{migrations:#?}"),
+        format!("{:?}", service.get_migration_password()),
+    ] {
+        assert!(!text.contains("owner-s3cret"), "{text}");
+    }
+    // Nor does an error about it.
+    let mut bad = pairs.to_vec();
+    bad.retain(|(k, _)| *k != "PGAUTH_MIGRATION_USER");
+    let error = Settings::from_env_vars(&env(&bad)).unwrap_err();
+    assert_eq!(error.setting(), "PGAUTH_MIGRATION_PASSWORD", "{error}");
+    assert!(!format!("{error} {error:?}").contains("owner-s3cret"));
 }

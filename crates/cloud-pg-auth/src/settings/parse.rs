@@ -11,6 +11,7 @@ use super::{AuthMethod, RootCerts, Settings};
 use crate::aws::AwsOptions;
 use crate::azure::AzureOptions;
 use crate::error::ConfigError;
+use crate::gcp::GcpOptions;
 use crate::{Env, Secret};
 
 impl Settings {
@@ -73,6 +74,7 @@ impl Settings {
         }
         s.azure = AzureOptions::from_env(env)?;
         s.aws = AwsOptions::from_env(env)?;
+        s.gcp = GcpOptions::from_env(env)?;
         check_one_cloud(env, s.resolved_method_lenient())?;
         s.validate_read()?;
         Ok(s)
@@ -277,16 +279,43 @@ pub(super) fn supported_params() -> String {
         .join(", ")
 }
 
-/// Azure and AWS settings together are two clouds at once: refuse rather than guess.
+/// Azure and AWS settings together are two clouds at once: refuse rather than guess. So are
+/// a cloud's own settings with another cloud's method (Google's product included).
 fn check_one_cloud(env: &Env, method: Option<AuthMethod>) -> Result<(), ConfigError> {
     const AZURE_ONLY: &[&str] = &[
         "PGAUTH_AZURE_CREDENTIAL",
         "PGAUTH_AZURE_CLOUD",
         "PGAUTH_AZURE_SCOPE",
     ];
-    const AWS_ONLY: &[&str] = &["PGAUTH_AWS_SIGNING_HOST", "PGAUTH_AWS_SIGNING_PORT"];
+    const AWS_ONLY: &[&str] = &[
+        "PGAUTH_AWS_SIGNING_HOST",
+        "PGAUTH_AWS_SIGNING_PORT",
+        crate::aws::dsql::TOKEN_EXPIRES_VAR,
+    ];
     let azure = AZURE_ONLY.iter().find(|n| env.is_set(n));
     let aws = AWS_ONLY.iter().find(|n| env.is_set(n));
+    // GOOGLE_APPLICATION_CREDENTIALS may serve other Google APIs: only the product counts.
+    const GCP_PRODUCT: &str = "PGAUTH_GCP_PRODUCT";
+    match method {
+        Some(AuthMethod::Gcp) => {
+            if let Some(other) = azure.or(aws) {
+                return Err(ConfigError::new(
+                    *other,
+                    "is an Azure or AWS setting but PGAUTH_METHOD is gcp; unset it or set PGAUTH_METHOD to that cloud's method",
+                ));
+            }
+        }
+        Some(m) if env.is_set(GCP_PRODUCT) => {
+            return Err(ConfigError::new(
+                GCP_PRODUCT,
+                format!(
+                    "sets the google database product but PGAUTH_METHOD resolves to {}; unset it or set PGAUTH_METHOD=gcp",
+                    m.as_str()
+                ),
+            ));
+        }
+        _ => {}
+    }
     match (azure, aws, method) {
         (Some(a), Some(b), _) => Err(ConfigError::new(
             *a,
@@ -294,9 +323,12 @@ fn check_one_cloud(env: &Env, method: Option<AuthMethod>) -> Result<(), ConfigEr
                 "both an Azure setting ({a}) and an AWS setting ({b}) are set; a connection uses one cloud, unset one of them"
             ),
         )),
-        (Some(a), None, Some(AuthMethod::Aws)) => Err(ConfigError::new(
+        (Some(a), None, Some(m @ (AuthMethod::Aws | AuthMethod::Dsql))) => Err(ConfigError::new(
             *a,
-            "is an Azure setting but PGAUTH_METHOD resolves to aws; unset it or set PGAUTH_METHOD=azure",
+            format!(
+                "is an Azure setting but PGAUTH_METHOD resolves to {}; unset it or set PGAUTH_METHOD=azure",
+                m.as_str()
+            ),
         )),
         (None, Some(b), Some(AuthMethod::Azure)) => Err(ConfigError::new(
             *b,

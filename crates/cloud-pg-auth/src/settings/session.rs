@@ -31,6 +31,43 @@ impl TargetSessionAttrs {
             Self::ReadOnly => "read-only",
         }
     }
+
+    /// Why a session is refused after the login, or `None` when it is kept: libpq's check
+    /// ([`SESSION_CHECK_QUERY`](Self::SESSION_CHECK_QUERY)) judged the same way for every
+    /// driver. `transaction_read_only` is the server's answer, `failure` its error text when
+    /// the query failed.
+    #[must_use]
+    pub fn refusal(
+        self,
+        transaction_read_only: Option<&str>,
+        failure: Option<&str>,
+    ) -> Option<String> {
+        let query = Self::SESSION_CHECK_QUERY;
+        let name = self.as_str();
+        if self == Self::Any {
+            return None;
+        }
+        if let Some(failure) = failure {
+            return Some(format!(
+                "target_session_attrs={name} (PGTARGETSESSIONATTRS) could not be checked: the server answered {query:?} with an error ({failure}); set target_session_attrs=any to skip the check"
+            ));
+        }
+        match (self, transaction_read_only) {
+            (Self::ReadWrite, Some("off")) | (Self::ReadOnly, Some("on")) => None,
+            (Self::ReadWrite, Some("on")) => Some(format!(
+                "target_session_attrs={name} (PGTARGETSESSIONATTRS) but the server is read-only (transaction_read_only is on: a standby, as after an HA failover, or default_transaction_read_only is set); connect to the primary, or set target_session_attrs=any"
+            )),
+            (Self::ReadOnly, Some("off")) => Some(format!(
+                "target_session_attrs={name} (PGTARGETSESSIONATTRS) but the server accepts writes (transaction_read_only is off); connect to a standby, or set target_session_attrs=any"
+            )),
+            (_, other) => Some(format!(
+                "target_session_attrs={name} (PGTARGETSESSIONATTRS) could not be checked: the server answered {query:?} with {other:?}, not on or off; set target_session_attrs=any to skip the check"
+            )),
+        }
+    }
+
+    /// The query libpq sends after the login for `read-write` and `read-only`.
+    pub const SESSION_CHECK_QUERY: &'static str = "SHOW transaction_read_only";
 }
 
 impl FromStr for TargetSessionAttrs {
@@ -100,7 +137,7 @@ impl Settings {
     }
 
     /// Sets what the server must allow (libpq's `target_session_attrs`,
-    /// `PGTARGETSESSIONATTRS`). The sqlx adapter accepts only [`TargetSessionAttrs::Any`].
+    /// `PGTARGETSESSIONATTRS`). Checked after the login in every adapter, as libpq does.
     #[must_use]
     pub fn target_session_attrs(mut self, attrs: TargetSessionAttrs) -> Self {
         self.target_session_attrs = attrs;

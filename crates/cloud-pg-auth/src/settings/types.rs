@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::error::ConfigError;
 
@@ -15,7 +16,14 @@ pub enum AuthMethod {
     Azure,
     /// An RDS IAM auth token (AWS RDS and Aurora).
     Aws,
-    /// Decide from the settings: a password → password; an Azure host → azure; an RDS host → aws.
+    /// An Amazon Aurora DSQL auth token (names `dsql`, `aws-dsql`; docs/dsql.md).
+    Dsql,
+    /// A Google OAuth 2 access token (Cloud SQL for PostgreSQL and AlloyDB; names `gcp`,
+    /// `google`; docs/gcp.md). Never picked by `Auto`: a Google database's host name (often
+    /// an IP address) does not say it is one.
+    Gcp,
+    /// Decide from the settings: a password → password; an Azure host → azure; an RDS host →
+    /// aws; an Aurora DSQL endpoint → dsql. Never gcp: set it.
     #[default]
     Auto,
     /// A token source passed in code (a [`CallbackSource`](crate::CallbackSource) or your own
@@ -32,6 +40,8 @@ impl AuthMethod {
             Self::Password => "password",
             Self::Azure => "azure",
             Self::Aws => "aws",
+            Self::Dsql => "dsql",
+            Self::Gcp => "gcp",
             Self::Auto => "auto",
             Self::Custom => "custom",
         }
@@ -40,7 +50,27 @@ impl AuthMethod {
     /// Whether the method sends a token as the password (so TLS must be verified).
     #[must_use]
     pub fn is_token(self) -> bool {
-        matches!(self, Self::Azure | Self::Aws | Self::Custom)
+        matches!(
+            self,
+            Self::Azure | Self::Aws | Self::Dsql | Self::Gcp | Self::Custom
+        )
+    }
+
+    /// The longest a connection may live on the server, if the service closes connections
+    /// itself (Aurora DSQL: 60 minutes). A pool's max lifetime must stay below it.
+    #[must_use]
+    pub fn server_connection_limit(self) -> Option<Duration> {
+        match self {
+            Self::Dsql => Some(crate::aws::dsql::CONNECTION_LIMIT),
+            _ => None,
+        }
+    }
+
+    /// Whether the migration engines can run on this method's servers: not on Aurora DSQL,
+    /// which has no advisory locks and runs one DDL statement per transaction.
+    #[must_use]
+    pub fn supports_migrations(self) -> bool {
+        !matches!(self, Self::Dsql)
     }
 }
 
@@ -52,16 +82,18 @@ impl FromStr for AuthMethod {
             "password" => Ok(Self::Password),
             "azure" | "entra" => Ok(Self::Azure),
             "aws" | "iam" => Ok(Self::Aws),
+            "dsql" | "aws-dsql" => Ok(Self::Dsql),
+            "gcp" | "google" => Ok(Self::Gcp),
             "auto" => Ok(Self::Auto),
             v if v.contains(',') || v.contains('+') || v.contains(' ') => Err(ConfigError::new(
                 "PGAUTH_METHOD",
                 format!(
-                    "{value:?} names more than one method; choose one of password, azure, aws or auto"
+                    "{value:?} names more than one method; choose one of password, azure, aws, dsql, gcp or auto"
                 ),
             )),
             _ => Err(ConfigError::new(
                 "PGAUTH_METHOD",
-                format!("unknown method {value:?}; use password, azure, aws or auto"),
+                format!("unknown method {value:?}; use password, azure, aws, dsql, gcp or auto"),
             )),
         }
     }

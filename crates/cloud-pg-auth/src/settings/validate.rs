@@ -1,6 +1,7 @@
 //! Checking settings together, with errors that name the setting to change.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use super::parse::HOST_LIST;
 use super::{AuthMethod, RootCerts, Settings, SslMode};
@@ -19,12 +20,15 @@ impl Settings {
         if crate::azure::cloud_for_host(host).is_some() {
             return Ok(AuthMethod::Azure);
         }
+        if crate::aws::dsql::is_dsql_host(host) {
+            return Ok(AuthMethod::Dsql);
+        }
         if crate::aws::is_rds_host(host) {
             return Ok(AuthMethod::Aws);
         }
         Err(ConfigError::new(
             "PGAUTH_METHOD",
-            "cannot tell how to log in: set PGAUTH_METHOD to password, azure or aws (auto picks password when PGPASSWORD is set, azure for *.postgres.database.azure.com hosts, aws for *.rds.amazonaws.com hosts)",
+            "cannot tell how to log in: set PGAUTH_METHOD to password, azure, aws, dsql or gcp (auto picks password when PGPASSWORD is set, azure for *.postgres.database.azure.com hosts, aws for *.rds.amazonaws.com hosts, dsql for *.dsql.<region>.on.aws hosts; never gcp, whose hosts do not say they are google's)",
         ))
     }
 
@@ -144,7 +148,11 @@ impl Settings {
                     ));
                 }
             }
-            AuthMethod::Azure | AuthMethod::Aws | AuthMethod::Custom => {
+            AuthMethod::Azure
+            | AuthMethod::Aws
+            | AuthMethod::Dsql
+            | AuthMethod::Gcp
+            | AuthMethod::Custom => {
                 if self.password.is_some() {
                     return Err(ConfigError::new(
                         "PGPASSWORD",
@@ -187,6 +195,10 @@ impl Settings {
                     }
                 } else if method == AuthMethod::Azure {
                     self.azure.check_host(host)?;
+                } else if method == AuthMethod::Dsql {
+                    self.check_dsql(host)?;
+                } else if method == AuthMethod::Gcp {
+                    self.check_gcp_user()?;
                 } else {
                     let user = self.user.as_deref().ok_or_else(|| {
                         ConfigError::new(
@@ -216,6 +228,15 @@ impl Settings {
                 ),
             ));
         }
+        if method != AuthMethod::Dsql && self.aws.dsql_token_expires.is_some() {
+            return Err(ConfigError::new(
+                crate::aws::dsql::TOKEN_EXPIRES_VAR,
+                format!(
+                    "sets the lifetime of aurora dsql tokens but the method is {}; unset it or set PGAUTH_METHOD=dsql",
+                    method.as_str()
+                ),
+            ));
+        }
         self.check_fallback_user(method)?;
         self.check_migration_identity(method)?;
         if let RootCerts::File(path) = &self.root_certs
@@ -228,6 +249,107 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// Aurora DSQL: the endpoint name in the host (SNI and the token), a role, a region, a
+    /// token lifetime in range and no signing port (DSQL tokens name no port).
+    fn check_dsql(&self, host: &str) -> Result<(), ConfigError> {
+        if self.host_is_unix_socket() {
+            return Err(ConfigError::new(
+                "PGHOST",
+                "is a unix socket directory, but aurora dsql is reached over tls by its endpoint name; set PGHOST to <cluster-id>.dsql.<region>.on.aws",
+            ));
+        }
+        crate::aws::dsql::signing_host(host, "PGHOST")?;
+        if self.user.is_none() {
+            return Err(ConfigError::new(
+                "PGUSER",
+                "aurora dsql needs the role to log in as; set PGUSER to admin or to a role mapped with AWS IAM GRANT",
+            ));
+        }
+        // DSQL has no password logins at all: a fallback password could never log in.
+        if self.fallback_password.is_some() {
+            return Err(ConfigError::new(
+                "PGAUTH_FALLBACK_PASSWORD",
+                "aurora dsql accepts no password logins, so a fallback password cannot work; unset it",
+            ));
+        }
+        if self.aws.signing_port.is_some() {
+            return Err(ConfigError::new(
+                "PGAUTH_AWS_SIGNING_PORT",
+                "aurora dsql tokens name no port; unset it (a tunnel's address and port go in PGHOSTADDR and PGPORT)",
+            ));
+        }
+        crate::aws::dsql::check_token_expires(self.aws.get_dsql_token_expires())?;
+        if self.aws.region.is_none() && crate::aws::region_from_host(host).is_none() {
+            return Err(ConfigError::new(
+                "AWS_REGION",
+                format!(
+                    "not set and {host:?} is not an aurora dsql endpoint (<cluster-id>.dsql.<region>.on.aws) to read the region from; set AWS_REGION"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Google: `PGUSER` is optional (derived from the principal's email); when set, it must
+    /// not keep a service account's `.gserviceaccount.com`, which the database user drops.
+    fn check_gcp_user(&self) -> Result<(), ConfigError> {
+        let Some(user) = self.user.as_deref() else {
+            return Ok(());
+        };
+        let suffix = crate::gcp::SERVICE_ACCOUNT_SUFFIX;
+        let cut = user.len().saturating_sub(suffix.len());
+        if user.len() > suffix.len()
+            && user.is_char_boundary(cut)
+            && user[cut..].eq_ignore_ascii_case(suffix)
+        {
+            return Err(ConfigError::new(
+                "PGUSER",
+                format!(
+                    "{user:?} keeps {suffix}, but a service account's database user is its email without it; set PGUSER={:?} or unset PGUSER to derive it",
+                    &user[..cut]
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a pool's max connection lifetime (`max_lifetime`, `None`: no limit) against
+    /// the server's own limit: Aurora DSQL closes connections after 60 minutes, so a pool
+    /// must replace them sooner (the default, 55 minutes, does).
+    pub fn check_max_lifetime(&self, max_lifetime: Option<Duration>) -> Result<(), ConfigError> {
+        let Some(limit) = self
+            .resolved_method()
+            .ok()
+            .and_then(AuthMethod::server_connection_limit)
+        else {
+            return Ok(());
+        };
+        match max_lifetime {
+            Some(lifetime) if lifetime < limit => Ok(()),
+            _ => Err(ConfigError::new(
+                "max_lifetime",
+                format!(
+                    "is {}, but aurora dsql closes connections after {} minutes; set max_lifetime below that (the default, 55 minutes, is)",
+                    max_lifetime.map_or("no limit".to_string(), |l| format!("{} s", l.as_secs())),
+                    limit.as_secs() / 60
+                ),
+            )),
+        }
+    }
+
+    /// Whether migration engines may run with these settings: Aurora DSQL has no advisory
+    /// locks (the runners' lock) and runs one DDL statement per transaction, never mixed with
+    /// DML (the runners' history table), so they refuse there.
+    pub fn check_migration_support(&self) -> Result<(), ConfigError> {
+        match self.resolved_method() {
+            Ok(method) if !method.supports_migrations() => Err(ConfigError::new(
+                "PGAUTH_METHOD",
+                "aurora dsql has no advisory locks and runs one ddl statement per transaction without dml, so the migration engines cannot run there; apply schema changes with a dsql-aware tool (one ddl per transaction, no locks), see docs/dsql.md",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The fallback role is a password role for token methods: it needs the fallback

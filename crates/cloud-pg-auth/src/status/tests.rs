@@ -37,6 +37,8 @@ fn auth(token_valid: bool, error: bool, fallback: bool) -> AuthStatus {
         last_error_at: error.then(|| UNIX_EPOCH + Duration::from_secs(AT)),
         token_valid,
         fallback_configured: fallback,
+        fallback_user: fallback.then(|| "break_glass".into()),
+        fallback_in_use: fallback && !token_valid && error,
         background_refresh: true,
     }
 }
@@ -56,7 +58,11 @@ fn the_verdict_follows_the_token_the_last_fetch_and_the_fallback() {
             "stays valid until 2026-01-01T00:09:59Z",
         ),
         ((true, true, true), Degraded, "stays valid"),
-        ((false, true, true), Degraded, "fallback password"),
+        (
+            (false, true, true),
+            Degraded,
+            "fallback password as role \"break_glass\" (PGAUTH_FALLBACK_USER)",
+        ),
         (
             (false, true, false),
             Failing,
@@ -119,4 +125,48 @@ fn the_json_has_the_verdict_times_and_pool_settings() {
         (&healthy["health"], &healthy["reason"]),
         (&"healthy".into(), &serde_json::Value::Null)
     );
+}
+
+#[test]
+fn the_fallback_role_and_its_use_are_shown_never_the_password() {
+    use Health::{Degraded, Healthy};
+    // (fallback role, in use, last fetch failed) -> verdict, words the reason holds
+    let cases = [
+        ((Some("break_glass"), false, false), Healthy, None),
+        (
+            (Some("break_glass"), true, true),
+            Degraded,
+            Some("as role \"break_glass\" (PGAUTH_FALLBACK_USER)"),
+        ),
+        (
+            (None, true, true),
+            Degraded,
+            Some("as PGUSER (PGAUTH_FALLBACK_USER is unset"),
+        ),
+        // In use without a failed fetch: only a status assembled by hand, still degraded.
+        (
+            (Some("break_glass"), true, false),
+            Degraded,
+            Some("log in with the fallback password as role"),
+        ),
+    ];
+    for ((user, in_use, error), health, words) in cases {
+        let mut status = auth(false, error, true);
+        status.fallback_user = user.map(str::to_string);
+        status.fallback_in_use = in_use;
+        let case = (user, in_use, error);
+        let (verdict, reason) = status.verdict();
+        assert_eq!(verdict, health, "{case:?}");
+        match (reason, words) {
+            (None, None) => {}
+            (Some(reason), Some(words)) => assert!(reason.contains(words), "{case:?}: {reason}"),
+            other => panic!("{case:?}: {other:?}"),
+        }
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["fallback_configured"], true, "{case:?}");
+        assert_eq!(json["fallback_user"], serde_json::json!(user), "{case:?}");
+        assert_eq!(json["fallback_in_use"], in_use, "{case:?}");
+        // The status holds no password field at all.
+        assert!(json.get("fallback_password").is_none(), "{json}");
+    }
 }

@@ -98,7 +98,8 @@ pub async fn dispose_with_a_leaked_connection_returns<A: Adapter>() {
 }
 
 /// Every builder refuses pool options the pool libraries would misbehave with, naming the
-/// builder method to change.
+/// builder method to change, and a lifetime Aurora DSQL would cut short; migration engines
+/// refuse DSQL.
 pub async fn pool_options_are_checked<A: Adapter>() {
     let refused = [
         (
@@ -138,6 +139,36 @@ pub async fn pool_options_are_checked<A: Adapter>() {
     let settings = cloud_pg_auth::testing::offline_password_settings("hunter2");
     let engine = A::pooled(settings, options).await.unwrap();
     A::dispose(&engine).await;
+
+    // Aurora DSQL closes connections after an hour: a pool that keeps them longer, or
+    // forever, is refused by name; and migration engines refuse DSQL (no advisory locks).
+    let emulator = emulator(Duration::from_secs(3600)).await;
+    for max_lifetime in [None, Some(Duration::from_secs(3600))] {
+        let options = EngineOptions {
+            max_lifetime,
+            ..EngineOptions::default()
+        };
+        match A::pooled(Method::AwsDsql.settings(&emulator), options).await {
+            Ok(_) => panic!("{}: dsql with max_lifetime {max_lifetime:?}", A::NAME),
+            Err(e) => {
+                let text = text(&e);
+                assert!(
+                    text.contains("max_lifetime") && text.contains("aurora dsql"),
+                    "{}: {text}",
+                    A::NAME
+                );
+            }
+        }
+    }
+    match A::migration(Method::AwsDsql.settings(&emulator)).await {
+        Ok(_) => panic!("{}: a dsql migration engine was built", A::NAME),
+        Err(e) => assert!(
+            text(&e).contains("aurora dsql has no advisory locks"),
+            "{}: {}",
+            A::NAME,
+            text(&e)
+        ),
+    }
 }
 
 /// The migration report has one shape in every adapter: the migration applied (version and

@@ -60,6 +60,11 @@ pub async fn fallback_logs_in_as_its_own_role<A: Adapter>() {
     let status = A::status(&engine);
     assert_eq!(status.auth.fallback_count, 0, "{}: {status:?}", A::NAME);
     assert!(status.auth.fallback_configured);
+    assert_eq!(
+        status.auth.fallback_user.as_deref(),
+        Some(fallback_role.as_str())
+    );
+    assert!(!status.auth.fallback_in_use, "{}: {status:?}", A::NAME);
 
     emulator.set_faults(down(true)).await.unwrap();
     advance_past(&clock, status.auth.expires_at.unwrap());
@@ -69,6 +74,7 @@ pub async fn fallback_logs_in_as_its_own_role<A: Adapter>() {
     assert_eq!(user, fallback_role, "{}: the fallback's own role", A::NAME);
     let status = A::status(&engine);
     assert!(status.auth.fallback_count >= 1, "{}: {status:?}", A::NAME);
+    assert!(status.auth.fallback_in_use, "{}: {status:?}", A::NAME);
     assert!(!status.auth.token_valid);
     assert_eq!(status.health, Health::Degraded, "{}: {status:?}", A::NAME);
     assert!(
@@ -89,6 +95,7 @@ pub async fn fallback_logs_in_as_its_own_role<A: Adapter>() {
     assert_eq!(user, token_role, "{}: the token's role again", A::NAME);
     let status = A::status(&engine);
     assert!(status.auth.token_valid, "{}: {status:?}", A::NAME);
+    assert!(!status.auth.fallback_in_use, "{}: {status:?}", A::NAME);
     assert_eq!(status.health, Health::Healthy, "{}: {status:?}", A::NAME);
     assert_eq!(
         emulator.stats().logins_rejected.values().sum::<u64>(),

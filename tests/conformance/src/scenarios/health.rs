@@ -13,7 +13,7 @@ use super::{
     PATIENCE, advance_past, emulator, endpoint_back_past_backoff, poll_until, text,
     warm_engine_on_manual_clock,
 };
-use crate::{Adapter, EngineOptions};
+use crate::{Adapter, EngineOptions, Method};
 
 fn down(on: bool) -> Faults {
     Faults {
@@ -36,7 +36,8 @@ fn check(status: &EngineStatus, health: Health, words: &str, adapter: &str) {
 /// failing.
 pub async fn health_follows_the_credential<A: Adapter>() {
     let emulator = emulator(Duration::from_secs(3600)).await;
-    let (clock, engine) = warm_engine_on_manual_clock::<A>(&emulator).await;
+    let (clock, engine) =
+        warm_engine_on_manual_clock::<A>(&emulator, Method::AzureManagedIdentity).await;
     let status = A::status(&engine);
     check(&status, Health::Healthy, "", A::NAME);
     assert_eq!(status.auth.last_error_at, None);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cloud_pg_auth::{AuthMethod, Settings, SslMode};
 
-use super::{emulator, settle, text, token_requests};
+use super::{emulator, settle, text, tokens_made};
 use crate::{Adapter, EngineOptions, Method};
 
 /// Every method logs in as its mapped role through the pool and through the migration
@@ -30,21 +30,18 @@ pub async fn logins_for_every_method<A: Adapter>() {
         }
         assert_eq!(A::current_user(&engine).await.unwrap(), role);
         let status = A::status(&engine);
-        let expected_method = if method == Method::Password {
-            "password"
-        } else if method == Method::Aws {
-            "aws"
-        } else {
-            "azure"
-        };
-        assert_eq!(status.auth.method, expected_method, "{status:?}");
+        assert_eq!(status.auth.method, method.status_method(), "{status:?}");
         assert!(status.connections_opened >= 3, "{status:?}");
         assert!(status.pool.is_some(), "{status:?}");
-        if method == Method::AzureManagedIdentity {
+        // Derived from the token (xms_mirid) or the principal's email (Google).
+        if matches!(
+            method,
+            Method::AzureManagedIdentity | Method::GcpCloudSql | Method::GcpAlloyDb
+        ) {
             assert_eq!(
                 status.auth.username.as_deref(),
                 Some(role.as_str()),
-                "derived from xms_mirid: {status:?}"
+                "derived: {status:?}"
             );
         }
         A::dispose(&engine).await;
@@ -72,10 +69,17 @@ pub async fn logins_for_every_method<A: Adapter>() {
     emulator.stop().await.unwrap();
 }
 
-/// 200 concurrent checkouts on a cold pool cause exactly one token request.
+/// 200 concurrent checkouts on a cold pool cause exactly one token request (or one signing),
+/// for every method whose tokens come from an identity endpoint or are signed locally.
 pub async fn cold_herd_makes_one_token_request<A: Adapter>() {
+    for method in Method::ENDPOINT.into_iter().chain(Method::SIGNED) {
+        cold_herd_for::<A>(method).await;
+    }
+}
+
+async fn cold_herd_for<A: Adapter>(method: Method) {
     let emulator = emulator(Duration::from_secs(3600)).await;
-    let settings = Method::AzureManagedIdentity.settings(&emulator);
+    let settings = method.settings(&emulator);
     let engine = Arc::new(
         A::pooled(
             settings,
@@ -97,7 +101,12 @@ pub async fn cold_herd_makes_one_token_request<A: Adapter>() {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    assert_eq!(token_requests(&emulator), 1, "{:?}", emulator.stats());
+    assert_eq!(
+        tokens_made::<A>(&emulator, &engine, method),
+        1,
+        "{method:?}: {:?}",
+        emulator.stats()
+    );
     A::dispose(&engine).await;
 }
 

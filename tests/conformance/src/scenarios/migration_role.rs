@@ -1,7 +1,8 @@
 //! Migrations as their own role: from one environment the migration engine logs in as
 //! `PGAUTH_MIGRATION_USER` (an IAM token signed for that role) while the pooled engine logs
 //! in as `PGUSER`; a run refused because another role owns the history says who owns it, who
-//! is logged in and what to do.
+//! is logged in and what to do. An owner that logs in with a password
+//! (`PGAUTH_MIGRATION_PASSWORD`) runs migrations while the service keeps its tokens.
 
 use cloud_pg_auth::engine::chain_text;
 use cloud_pg_auth::tokio_postgres::NoTls;
@@ -130,4 +131,64 @@ pub async fn migrations_run_as_their_own_role<A: Adapter>() {
             A::NAME
         );
     }
+}
+
+/// `PGAUTH_MIGRATION_USER` with `PGAUTH_MIGRATION_PASSWORD`: an owner role that logs in with a
+/// password runs the migrations (its tables), while the pooled engine of the same environment
+/// keeps logging in as the IAM service role with tokens.
+pub async fn migrations_run_as_a_password_owner<A: Adapter>() {
+    let emulator = emulator(PATIENCE * 10).await;
+    let tag = format!("pw_{}", A::NAME.replace(['-', '.'], "_"));
+    let (owner, service, db) = two_roles(&emulator, &tag).await;
+    // The password is the test's own, for a role this scenario made.
+    let password = format!("owner-password-{tag}");
+    emulator
+        .postgres()
+        .execute_admin(&format!(
+            "REVOKE rds_iam FROM {o}; ALTER ROLE {o} PASSWORD '{password}'",
+            o = quote_ident(&owner)
+        ))
+        .await
+        .expect("the owner gets a password");
+    let both = settings(
+        &emulator,
+        &service,
+        &db,
+        &[
+            ("PGAUTH_MIGRATION_USER", owner.as_str()),
+            ("PGAUTH_MIGRATION_PASSWORD", password.as_str()),
+        ],
+    );
+
+    let migration = A::migration(both.clone())
+        .await
+        .expect("the migration engine builds");
+    let report = A::migrate(&migration).await.unwrap_or_else(|e| {
+        panic!(
+            "{}: migrations as {owner} with a password: {}",
+            A::NAME,
+            chain_text(e.as_ref())
+        )
+    });
+    assert_eq!(report.applied.len(), 1, "{}: {report:?}", A::NAME);
+    A::dispose_migration(&migration).await;
+    assert_eq!(
+        table_owner(&emulator, &db, "conformance_items")
+            .await
+            .as_deref(),
+        Some(owner.as_str()),
+        "{}: the migration engine logged in as the password owner",
+        A::NAME
+    );
+
+    let pooled = A::pooled(both, EngineOptions::default())
+        .await
+        .expect("the pooled engine builds");
+    assert_eq!(
+        A::current_user(&pooled).await.expect("a checkout"),
+        service,
+        "{}: the pooled engine logs in as PGUSER with a token",
+        A::NAME
+    );
+    A::dispose(&pooled).await;
 }

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
+use cloud_pg_auth::{Env, Settings};
 use cloud_pg_auth_testkit::{Emulator, Faults};
 
 use super::{
     PATIENCE, advance_past, emulator, endpoint_back_past_backoff, manual_clock, poll_until, text,
-    token_requests, warm_engine_on_manual_clock,
+    token_requests, tokens_made, warm_engine_on_manual_clock,
 };
 use crate::{Adapter, EngineOptions, Method};
 
@@ -18,13 +19,25 @@ fn logins_rejected(emulator: &Emulator) -> u64 {
 }
 
 /// Token after token, new connections keep opening: one fetch per refresh, each by the
-/// refresher (opens never fetch), and no login refused.
+/// refresher (opens never fetch), and no login refused; for every method whose tokens come
+/// from an identity endpoint or are signed locally.
 pub async fn rollover_keeps_opening_connections<A: Adapter>() {
+    for method in Method::ENDPOINT.into_iter().chain(Method::SIGNED) {
+        rollover_for::<A>(method).await;
+    }
+}
+
+async fn rollover_for<A: Adapter>(method: Method) {
     // Tokens live a day of real time, so every token the emulator issues stays valid for its
     // front whatever the manual clock says; the clock moves the credential's idea of time.
     let emulator = emulator(Duration::from_secs(24 * 3600)).await;
-    let settings = Method::AzureManagedIdentity.settings(&emulator);
-    let role = Method::AzureManagedIdentity.expected_role(&emulator);
+    // A signed token's lifetime is the settings' to choose: a day too.
+    let mut env = method.env(&emulator);
+    if method == Method::AwsDsql {
+        env.push(("PGAUTH_DSQL_TOKEN_EXPIRES".into(), "86400".into()));
+    }
+    let settings = Settings::from_env_vars(&Env::from_pairs(env)).expect("valid settings");
+    let role = method.expected_role(&emulator);
     let (clock, auth) = manual_clock();
     let options = EngineOptions {
         auth,
@@ -35,31 +48,39 @@ pub async fn rollover_keeps_opening_connections<A: Adapter>() {
         A::current_user_on_new_connection(&engine).await.unwrap(),
         role
     );
-    assert_eq!(token_requests(&emulator), 1);
-    let mut secret = A::auth(&engine).token().await.unwrap().secret().clone();
+    assert_eq!(
+        tokens_made::<A>(&emulator, &engine, method),
+        1,
+        "{method:?}"
+    );
     for round in 1..=3_u64 {
         let refresh_at = A::status(&engine)
             .auth
             .refresh_at
             .expect("a token with an expiry has a refresh time");
         advance_past(&clock, refresh_at);
+        // A token signed in the same second as the last is the same text: wait for the
+        // refresher's fetch and a later refresh time, not for a different secret.
         poll_until(
             "the refresher installs the next token",
             PATIENCE,
             async || {
-                let now = A::auth(&engine).token().await.unwrap().secret().clone();
-                now.expose() != secret.expose()
+                let auth = A::status(&engine).auth;
+                auth.fetch_count > round && auth.refresh_at.is_some_and(|at| at > refresh_at)
             },
         )
         .await;
-        secret = A::auth(&engine).token().await.unwrap().secret().clone();
         for _ in 0..3 {
             let user = A::current_user_on_new_connection(&engine)
                 .await
-                .unwrap_or_else(|e| panic!("round {round}: {}", text(&e)));
-            assert_eq!(user, role);
+                .unwrap_or_else(|e| panic!("{method:?} round {round}: {}", text(&e)));
+            assert_eq!(user, role, "{method:?}");
         }
-        assert_eq!(token_requests(&emulator), round + 1, "round {round}");
+        assert_eq!(
+            tokens_made::<A>(&emulator, &engine, method),
+            round + 1,
+            "{method:?} round {round}"
+        );
     }
     assert_eq!(logins_rejected(&emulator), 0, "{:?}", emulator.stats());
     A::dispose(&engine).await;
@@ -67,10 +88,17 @@ pub async fn rollover_keeps_opening_connections<A: Adapter>() {
 }
 
 /// The identity endpoint is down past the refresh time: no failed open while the token is
-/// valid; after expiry a clear error naming the endpoint and the cause; recovery after.
+/// valid; after expiry a clear error naming the endpoint and the cause; recovery after; for
+/// every method whose tokens come from an identity endpoint.
 pub async fn outage_is_ridden_out_while_the_token_is_valid<A: Adapter>() {
+    for method in Method::ENDPOINT {
+        outage_for::<A>(method).await;
+    }
+}
+
+async fn outage_for<A: Adapter>(method: Method) {
     let emulator = emulator(Duration::from_secs(3600)).await;
-    let (clock, engine) = warm_engine_on_manual_clock::<A>(&emulator).await;
+    let (clock, engine) = warm_engine_on_manual_clock::<A>(&emulator, method).await;
     let down = |on| Faults {
         down: Some(on),
         ..Faults::default()
@@ -88,7 +116,12 @@ pub async fn outage_is_ridden_out_while_the_token_is_valid<A: Adapter>() {
     for open in 0..5 {
         A::current_user_on_new_connection(&engine)
             .await
-            .unwrap_or_else(|e| panic!("open {open} failed with a valid token: {}", text(&e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{method:?}: open {open} failed with a valid token: {}",
+                    text(&e)
+                )
+            });
     }
     // Past the expiry: a clear error.
     advance_past(&clock, expires_at);
@@ -98,12 +131,12 @@ pub async fn outage_is_ridden_out_while_the_token_is_valid<A: Adapter>() {
     let message = text(&error);
     assert!(
         message.contains("127.0.0.1"),
-        "names the endpoint: {message}"
+        "{method:?} names the endpoint: {message}"
     );
-    assert!(message.contains("no valid token"), "{message}");
+    assert!(message.contains("no valid token"), "{method:?}: {message}");
     assert!(
         message.contains("refused") || message.contains("connect") || message.contains("reset"),
-        "gives the cause: {message}"
+        "{method:?} gives the cause: {message}"
     );
     // Back up, with tokens long enough to be valid on the clock, which is now an hour ahead
     // of the emulator's; past any backoff, the next open fetches and logs in.
@@ -112,7 +145,7 @@ pub async fn outage_is_ridden_out_while_the_token_is_valid<A: Adapter>() {
         .await
         .unwrap_or_else(|e| {
             panic!(
-                "the engine recovers once the endpoint is back: {}",
+                "{method:?}: the engine recovers once the endpoint is back: {}",
                 text(&e)
             )
         });
@@ -125,7 +158,8 @@ pub async fn outage_is_ridden_out_while_the_token_is_valid<A: Adapter>() {
 /// one after it.
 pub async fn throttling_is_honoured<A: Adapter>() {
     let emulator = emulator(Duration::from_secs(3600)).await;
-    let (clock, engine) = warm_engine_on_manual_clock::<A>(&emulator).await;
+    let (clock, engine) =
+        warm_engine_on_manual_clock::<A>(&emulator, Method::AzureManagedIdentity).await;
     emulator
         .set_faults(Faults {
             status: Some(429),
@@ -172,7 +206,8 @@ pub async fn throttling_is_honoured<A: Adapter>() {
 /// A slow identity endpoint: once warm, opens do not wait for the refresh in flight.
 pub async fn slow_endpoint_does_not_delay_opens<A: Adapter>() {
     let emulator = emulator(Duration::from_secs(3600)).await;
-    let (clock, engine) = warm_engine_on_manual_clock::<A>(&emulator).await;
+    let (clock, engine) =
+        warm_engine_on_manual_clock::<A>(&emulator, Method::AzureManagedIdentity).await;
     assert_eq!(emulator.stats().tokens_issued.total, 1);
     // The refresh reaches the endpoint and is held there far longer than the opens take:
     // longer than the fetch timeout (30 s), so it can neither be answered nor time out
