@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use cloud_pg_auth::azure::JwtClaims;
 use cloud_pg_auth::clock::rfc3339;
+use cloud_pg_auth::engine::CredentialConfig;
 use cloud_pg_auth::{
-    AccessToken, Auth, AuthMethod, AuthOptions, Env, Error, RootCerts, Settings, SslMode,
-    TokenSource,
+    AccessToken, Auth, AuthMethod, Env, Error, RootCerts, Settings, SslMode, TokenSource,
 };
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
@@ -18,15 +18,14 @@ pub(crate) async fn source(settings: &Settings) -> Result<Arc<dyn TokenSource>, 
     cloud_pg_auth::source_from_settings(settings).await
 }
 
-/// The credential for one command: no background refresh (a command lives seconds), the
-/// settings' refresh policy and fallback password.
-#[must_use]
-pub(crate) fn auth(settings: &Settings, source: Arc<dyn TokenSource>) -> Auth {
-    Auth::for_settings(
-        settings,
-        source,
-        AuthOptions::default().background_refresh(false),
-    )
+/// The credential for one command, built the way engines build theirs (with the settings'
+/// refresh policy, fallback password and role) from the source already built: no background
+/// refresh (a command lives seconds).
+pub(crate) async fn auth(settings: &Settings, source: Arc<dyn TokenSource>) -> Result<Auth, Error> {
+    let mut config = CredentialConfig::new(settings.clone());
+    config.set_token_source(source);
+    config.disable_background_refresh();
+    config.build_auth().await
 }
 
 /// Settings, credential and one token: what `token`, `env` and `psql` need.
@@ -57,7 +56,7 @@ impl Session {
     pub(crate) async fn open(env: &Env) -> Result<Self, Error> {
         let settings = Settings::from_env_vars(env)?;
         let method = settings.resolved_method()?;
-        let auth = auth(&settings, source(&settings).await?);
+        let auth = auth(&settings, source(&settings).await?).await?;
         let token = auth.token().await?;
         Ok(Self {
             settings,

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::util::{civil_from_days, days_from_civil, unix};
 
 pub mod dsql;
+mod presign;
 
 /// The longest lifetime RDS accepts for a token, in seconds.
 pub const MAX_EXPIRES: u64 = 900;
@@ -142,16 +143,6 @@ fn canonical_query(params: &[(String, String)]) -> String {
         .join("&")
 }
 
-fn signature(
-    secret: &str,
-    amz_date: &str,
-    region: &str,
-    host_port: &str,
-    params: &[(String, String)],
-) -> [u8; 32] {
-    signature_for(SERVICE, secret, amz_date, region, host_port, params)
-}
-
 /// The SigV4 signature of a presigned `GET /` for `service`, signing only the `host` header.
 pub(crate) fn signature_for(
     service: &str,
@@ -198,39 +189,21 @@ pub(crate) fn signature_for(
 /// ));
 /// ```
 pub fn sign_rds_token(p: &SignParams) -> String {
-    let amz_date = amz_date(p.time);
-    let credential = format!(
-        "{}/{}/{}/{SERVICE}/aws4_request",
-        p.access_key_id,
-        &amz_date[..8],
-        p.region
-    );
-    let mut params: Vec<(String, String)> = vec![
-        ("Action".into(), "connect".into()),
-        ("DBUser".into(), p.user.clone()),
-        ("X-Amz-Algorithm".into(), ALGORITHM.into()),
-        ("X-Amz-Credential".into(), credential),
-        ("X-Amz-Date".into(), amz_date.clone()),
-        ("X-Amz-Expires".into(), p.expires_in.to_string()),
-        ("X-Amz-SignedHeaders".into(), "host".into()),
-    ];
-    if let Some(token) = &p.session_token {
-        params.push(("X-Amz-Security-Token".into(), token.clone()));
-    }
-    let host_port = format!("{}:{}", p.host, p.port);
-    let sig = signature(
-        &p.secret_access_key,
-        &amz_date,
-        &p.region,
-        &host_port,
-        &params,
-    );
-    let query = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", uri_encode(k), uri_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    format!("{host_port}/?{query}&X-Amz-Signature={}", hex::encode(sig))
+    presign::presign(presign::Presign {
+        service: SERVICE,
+        access_key_id: &p.access_key_id,
+        secret_access_key: &p.secret_access_key,
+        session_token: p.session_token.as_deref(),
+        region: &p.region,
+        host: &format!("{}:{}", p.host, p.port),
+        leading: vec![
+            ("Action".into(), "connect".into()),
+            ("DBUser".into(), p.user.clone()),
+        ],
+        time: p.time,
+        expires_in: p.expires_in,
+        session_token_last: false,
+    })
 }
 
 /// What the verifier checks a token against.
@@ -347,98 +320,62 @@ impl RdsTokenError {
 /// compared in constant time, expiry at most `max_expires` and not passed, user, signed
 /// host:port and region.
 pub fn verify_rds_token(token: &str, p: &VerifyParams) -> Result<RdsTokenClaims, RdsTokenError> {
-    let malformed = |m: &str| RdsTokenError::Malformed(m.to_string());
-    let token = token
-        .strip_prefix("https://")
-        .or_else(|| token.strip_prefix("http://"))
-        .unwrap_or(token);
-    let (host_port, query) = token
-        .split_once("/?")
-        .ok_or_else(|| malformed("no '/?' separator"))?;
+    let token = presign::verify_presigned(
+        token,
+        &presign::Expect {
+            service: SERVICE,
+            access_key_id: &p.access_key_id,
+            secret_access_key: &p.secret_access_key,
+            now: p.now,
+            max_expires: p.max_expires,
+            max_future_skew: p.max_future_skew,
+        },
+    )?;
+    let host_port = token.host;
     let (host, port) = host_port
         .rsplit_once(':')
-        .ok_or_else(|| malformed("no port in host"))?;
-    let port: u16 = port.parse().map_err(|_| malformed("bad port"))?;
-    if host.is_empty() {
-        return Err(malformed("empty host"));
-    }
-
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let get = |name: &str| -> Result<&str, RdsTokenError> {
-        let mut values = params.iter().filter(|(k, _)| k == name);
-        let first = values
-            .next()
-            .ok_or_else(|| RdsTokenError::Malformed(format!("missing {name}")))?;
-        if values.next().is_some() {
-            return Err(RdsTokenError::Malformed(format!("duplicate {name}")));
-        }
-        Ok(first.1.as_str())
-    };
-
-    if get("X-Amz-Algorithm")? != ALGORITHM {
-        return Err(malformed("unsupported algorithm"));
-    }
-    if get("X-Amz-SignedHeaders")? != "host" {
-        return Err(malformed("signed headers must be host"));
-    }
-    let credential = get("X-Amz-Credential")?;
-    let parts: Vec<&str> = credential.split('/').collect();
-    let [akid, scope_date, region, service, terminator] = parts[..] else {
-        return Err(malformed("bad credential scope"));
-    };
-    if service != SERVICE || terminator != "aws4_request" || get("Action")? != "connect" {
+        .ok_or_else(|| RdsTokenError::Malformed("no port in host".into()))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| RdsTokenError::Malformed("bad port".into()))?;
+    if token.get("Action")? != "connect" {
         return Err(RdsTokenError::WrongService);
     }
-    let date = get("X-Amz-Date")?;
-    let signed_at = parse_amz_date(date).ok_or_else(|| malformed("bad X-Amz-Date"))?;
-    if !date.starts_with(scope_date) || scope_date.len() != 8 {
-        return Err(malformed("credential date does not match X-Amz-Date"));
-    }
-    let expires_in: u64 = get("X-Amz-Expires")?
-        .parse()
-        .map_err(|_| malformed("bad X-Amz-Expires"))?;
-    let user = get("DBUser")?;
-    let sig_hex = get("X-Amz-Signature")?;
-    let sig = hex::decode(sig_hex).map_err(|_| malformed("signature is not hex"))?;
-
-    if !crate::util::ct_eq(akid.as_bytes(), p.access_key_id.as_bytes()) {
-        return Err(RdsTokenError::UnknownAccessKey(akid.to_string()));
-    }
-    let expected = signature(&p.secret_access_key, date, region, host_port, &params);
-    if !crate::util::ct_eq(&expected, &sig) {
-        return Err(RdsTokenError::BadSignature);
-    }
-    if expires_in > p.max_expires {
-        return Err(RdsTokenError::ExpiresTooLong(expires_in));
-    }
-    let now = unix(p.now);
-    if now > signed_at + expires_in as i64 {
-        return Err(RdsTokenError::Expired);
-    }
-    if signed_at > now + p.max_future_skew as i64 {
-        return Err(RdsTokenError::NotYetValid);
-    }
+    let user = token.get("DBUser")?;
     if user != p.user {
         return Err(RdsTokenError::WrongUser(user.to_string()));
     }
     if !p.allowed_hosts.iter().any(|h| h == host_port) {
         return Err(RdsTokenError::WrongHost(host_port.to_string()));
     }
-    if region != p.region {
-        return Err(RdsTokenError::WrongRegion(region.to_string()));
+    if token.region != p.region {
+        return Err(RdsTokenError::WrongRegion(token.region));
     }
     Ok(RdsTokenClaims {
         host: host.to_string(),
         port,
         user: user.to_string(),
-        region: region.to_string(),
-        access_key_id: akid.to_string(),
-        signed_at,
-        expires_in,
-        has_session_token: params.iter().any(|(k, _)| k == "X-Amz-Security-Token"),
+        has_session_token: token.has_session_token(),
+        region: token.region,
+        access_key_id: token.access_key_id,
+        signed_at: token.signed_at,
+        expires_in: token.expires_in,
     })
+}
+
+impl From<presign::PresignError> for RdsTokenError {
+    fn from(error: presign::PresignError) -> Self {
+        use presign::PresignError as E;
+        match error {
+            E::Malformed(m) => Self::Malformed(m),
+            E::WrongService => Self::WrongService,
+            E::UnknownAccessKey(k) => Self::UnknownAccessKey(k),
+            E::BadSignature => Self::BadSignature,
+            E::ExpiresTooLong(e) => Self::ExpiresTooLong(e),
+            E::Expired => Self::Expired,
+            E::NotYetValid => Self::NotYetValid,
+        }
+    }
 }
 
 #[cfg(test)]

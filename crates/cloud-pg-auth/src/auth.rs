@@ -152,10 +152,10 @@ impl Auth {
     }
 
     /// Wraps an already built `source` with the settings' refresh policy, fallback password
-    /// and fallback role (for tools that report building the source and fetching as separate steps;
-    /// engines build theirs with [`CredentialConfig`](crate::engine::CredentialConfig)).
+    /// and fallback role. Outside the crate:
+    /// [`CredentialConfig`](crate::engine::CredentialConfig) with its `token_source`.
     #[must_use]
-    pub fn for_settings(
+    pub(crate) fn for_settings(
         settings: &Settings,
         source: Arc<dyn TokenSource>,
         mut options: AuthOptions,

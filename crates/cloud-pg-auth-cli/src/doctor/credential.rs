@@ -33,7 +33,10 @@ pub(super) async fn step_credential(state: &mut State<'_>) -> Result<StepFinding
             "picked by PGAUTH_AZURE_CREDENTIAL=auto (workload identity, then managed identity, client secret, azure cli); set it to pin one",
         );
     }
-    state.auth = Some(session::auth(&settings, source));
+    let auth = session::auth(&settings, source)
+        .await
+        .map_err(|e| error_failure(&e, "check the credential settings named above"))?;
+    state.auth = Some(auth);
     Ok(outcome)
 }
 

@@ -8,8 +8,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use super::{ALGORITHM, amz_date, parse_amz_date, signature_for, uri_encode};
-use crate::util::unix;
+use super::presign::{Expect, Presign, PresignError, presign, verify_presigned};
 
 /// The SigV4 service of DSQL tokens.
 pub const SERVICE: &str = "dsql";
@@ -89,45 +88,18 @@ impl fmt::Debug for DsqlSignParams {
 /// ));
 /// ```
 pub fn sign_dsql_token(p: &DsqlSignParams) -> String {
-    let amz_date = amz_date(p.time);
-    let credential = format!(
-        "{}/{}/{}/{SERVICE}/aws4_request",
-        p.access_key_id,
-        &amz_date[..8],
-        p.region
-    );
-    let mut params: Vec<(String, String)> = vec![
-        ("Action".into(), p.action.clone()),
-        ("X-Amz-Algorithm".into(), ALGORITHM.into()),
-        ("X-Amz-Credential".into(), credential),
-        ("X-Amz-Date".into(), amz_date.clone()),
-        ("X-Amz-Expires".into(), p.expires_in.to_string()),
-        ("X-Amz-SignedHeaders".into(), "host".into()),
-    ];
-    let sig = signature_for(
-        SERVICE,
-        &p.secret_access_key,
-        &amz_date,
-        &p.region,
-        &p.host,
-        &{
-            let mut all = params.clone();
-            if let Some(token) = &p.session_token {
-                all.push(("X-Amz-Security-Token".into(), token.clone()));
-            }
-            all
-        },
-    );
-    params.push(("X-Amz-Signature".into(), hex::encode(sig)));
-    if let Some(token) = &p.session_token {
-        params.push(("X-Amz-Security-Token".into(), token.clone()));
-    }
-    let query = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", uri_encode(k), uri_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    format!("{}/?{query}", p.host)
+    presign(Presign {
+        service: SERVICE,
+        access_key_id: &p.access_key_id,
+        secret_access_key: &p.secret_access_key,
+        session_token: p.session_token.as_deref(),
+        region: &p.region,
+        host: &p.host,
+        leading: vec![("Action".into(), p.action.clone())],
+        time: p.time,
+        expires_in: p.expires_in,
+        session_token_last: true,
+    })
 }
 
 /// What the verifier checks a DSQL token against.
@@ -245,88 +217,54 @@ pub fn verify_dsql_token(
     token: &str,
     p: &DsqlVerifyParams,
 ) -> Result<DsqlTokenClaims, DsqlTokenError> {
-    let malformed = |m: &str| DsqlTokenError::Malformed(m.to_string());
-    let token = token.strip_prefix("https://").unwrap_or(token);
-    let (host, query) = token
-        .split_once("/?")
-        .ok_or_else(|| malformed("no '/?' separator"))?;
-    if host.is_empty() {
-        return Err(malformed("empty host"));
-    }
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let get = |name: &str| -> Result<&str, DsqlTokenError> {
-        let mut values = params.iter().filter(|(k, _)| k == name);
-        let first = values
-            .next()
-            .ok_or_else(|| DsqlTokenError::Malformed(format!("missing {name}")))?;
-        if values.next().is_some() {
-            return Err(DsqlTokenError::Malformed(format!("duplicate {name}")));
-        }
-        Ok(first.1.as_str())
-    };
-    if get("X-Amz-Algorithm")? != ALGORITHM {
-        return Err(malformed("unsupported algorithm"));
-    }
-    if get("X-Amz-SignedHeaders")? != "host" {
-        return Err(malformed("signed headers must be host"));
-    }
-    let credential = get("X-Amz-Credential")?;
-    let parts: Vec<&str> = credential.split('/').collect();
-    let [akid, scope_date, region, service, terminator] = parts[..] else {
-        return Err(malformed("bad credential scope"));
-    };
-    if service != SERVICE || terminator != "aws4_request" {
-        return Err(DsqlTokenError::WrongService);
-    }
-    let action = get("Action")?;
-    let date = get("X-Amz-Date")?;
-    let signed_at = parse_amz_date(date).ok_or_else(|| malformed("bad X-Amz-Date"))?;
-    if !date.starts_with(scope_date) || scope_date.len() != 8 {
-        return Err(malformed("credential date does not match X-Amz-Date"));
-    }
-    let expires_in: u64 = get("X-Amz-Expires")?
-        .parse()
-        .map_err(|_| malformed("bad X-Amz-Expires"))?;
-    let sig =
-        hex::decode(get("X-Amz-Signature")?).map_err(|_| malformed("signature is not hex"))?;
-
-    if !crate::util::ct_eq(akid.as_bytes(), p.access_key_id.as_bytes()) {
-        return Err(DsqlTokenError::UnknownAccessKey(akid.to_string()));
-    }
-    let expected = signature_for(SERVICE, &p.secret_access_key, date, region, host, &params);
-    if !crate::util::ct_eq(&expected, &sig) {
-        return Err(DsqlTokenError::BadSignature);
-    }
-    if expires_in > p.max_expires {
-        return Err(DsqlTokenError::ExpiresTooLong(expires_in));
-    }
-    let now = unix(p.now);
-    if now > signed_at + expires_in as i64 {
-        return Err(DsqlTokenError::Expired);
-    }
-    if signed_at > now + p.max_future_skew as i64 {
-        return Err(DsqlTokenError::NotYetValid);
-    }
+    let token = verify_presigned(
+        token,
+        &Expect {
+            service: SERVICE,
+            access_key_id: &p.access_key_id,
+            secret_access_key: &p.secret_access_key,
+            now: p.now,
+            max_expires: p.max_expires,
+            max_future_skew: p.max_future_skew,
+        },
+    )?;
+    let action = token.get("Action")?;
     if action != action_for(&p.user) {
         return Err(DsqlTokenError::WrongAction(action.to_string()));
     }
-    if !p.allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-        return Err(DsqlTokenError::WrongHost(host.to_string()));
+    if !p
+        .allowed_hosts
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(token.host))
+    {
+        return Err(DsqlTokenError::WrongHost(token.host.to_string()));
     }
-    if region != p.region {
-        return Err(DsqlTokenError::WrongRegion(region.to_string()));
+    if token.region != p.region {
+        return Err(DsqlTokenError::WrongRegion(token.region));
     }
     Ok(DsqlTokenClaims {
-        host: host.to_string(),
+        host: token.host.to_string(),
         action: action.to_string(),
-        region: region.to_string(),
-        access_key_id: akid.to_string(),
-        signed_at,
-        expires_in,
-        has_session_token: params.iter().any(|(k, _)| k == "X-Amz-Security-Token"),
+        has_session_token: token.has_session_token(),
+        region: token.region,
+        access_key_id: token.access_key_id,
+        signed_at: token.signed_at,
+        expires_in: token.expires_in,
     })
+}
+
+impl From<PresignError> for DsqlTokenError {
+    fn from(error: PresignError) -> Self {
+        match error {
+            PresignError::Malformed(m) => Self::Malformed(m),
+            PresignError::WrongService => Self::WrongService,
+            PresignError::UnknownAccessKey(k) => Self::UnknownAccessKey(k),
+            PresignError::BadSignature => Self::BadSignature,
+            PresignError::ExpiresTooLong(e) => Self::ExpiresTooLong(e),
+            PresignError::Expired => Self::Expired,
+            PresignError::NotYetValid => Self::NotYetValid,
+        }
+    }
 }
 
 #[cfg(test)]

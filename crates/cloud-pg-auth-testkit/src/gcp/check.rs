@@ -52,6 +52,9 @@ pub enum PrincipalKind {
     ServiceAccount,
     /// A user (refresh token).
     User,
+    /// A federated workload (a token from the Security Token Service); its "email" is the
+    /// `principal://` identifier, which names no database user.
+    Federated,
 }
 
 /// The principal a token was issued to.
@@ -188,6 +191,12 @@ impl TokenStore {
         };
         self.issued.lock().unwrap().insert(token.clone(), issued);
         token
+    }
+
+    /// The principal of an issued token that is unexpired at `now`.
+    pub(crate) fn lookup(&self, token: &str, now: SystemTime) -> Option<GcpPrincipal> {
+        let issued = self.issued.lock().unwrap().get(token).cloned()?;
+        (now < issued.expires_at).then_some(issued.principal)
     }
 
     /// Checks `token` presented as the password of `role` on `product` at `now`.

@@ -1,17 +1,24 @@
 //! Google Cloud SQL and AlloyDB IAM logins, emulated: a metadata server, an OAuth 2 token
-//! endpoint for service account keys and user credentials, and the check the databases apply
-//! to an access token presented as a password.
+//! endpoint for service account keys and user credentials, workload identity federation (a
+//! Security Token Service and a subject token URL), IAM's `generateAccessToken` for
+//! impersonation, and the check the databases apply to an access token presented as a
+//! password.
 //!
 //! [`GcpIdentity`] holds the principals and the tokens issued; [`GcpServer`] serves its
 //! endpoints on a loopback port: set `GCE_METADATA_HOST` to [`GcpServer::metadata_host`],
-//! and key files written by [`GcpServer::write_service_account_key`] name its `token_uri`.
+//! and key files written by [`GcpServer::write_service_account_key`] name its `token_uri`;
+//! [`GcpIdentity::write_external_account_file`] and
+//! [`GcpIdentity::write_impersonated_file`] write the other credentials files.
 //! Tokens are opaque, as Google's are: only the emulator that issued one can check it
 //! ([`GcpIdentity::check`]).
 
 mod check;
+mod files;
+mod iam;
 mod metadata;
 mod oauth;
 mod principals;
+mod sts;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,12 +33,18 @@ use hyper::{Method, Request, Response};
 use tokio::sync::watch;
 
 pub use check::{CLOUD_PLATFORM_SCOPE, GcpPrincipal, GcpProduct, GcpRejection, PrincipalKind};
+pub use files::{FederatedSource, ImpersonatingSource};
+pub use iam::IAM_SCOPE;
 pub use principals::{SERVICE_ACCOUNT_SUFFIX, ServiceAccount, UserAccount, username_for};
+pub use sts::{
+    FEDERATION_AUDIENCE, SUBJECT_TOKEN_HEADER, SUBJECT_TOKEN_TYPE, URL_SUBJECT, federated_principal,
+};
 
 use crate::Error;
 use crate::identity::{Body, Handler, bind, json_response, read_body, supervise};
 use check::TokenStore;
 use principals::write_json;
+use sts::SubjectTokens;
 
 /// The project the default principals live in.
 pub const PROJECT: &str = "pgauth-emulator";
@@ -50,6 +63,8 @@ struct Inner {
     key_account: ServiceAccount,
     user: UserAccount,
     tokens: TokenStore,
+    /// Federated workloads' subject tokens.
+    subjects: SubjectTokens,
     counts: Counts,
     lifetime: Mutex<Duration>,
     /// `http://127.0.0.1:port`, where the endpoints are served: the token endpoint checks
@@ -69,6 +84,12 @@ pub struct GcpCounts {
     pub jwt_grants: u64,
     /// Refresh-token grants asked (issued or refused).
     pub refresh_grants: u64,
+    /// Token exchanges asked at the Security Token Service (issued or refused).
+    pub sts_exchanges: u64,
+    /// `generateAccessToken` requests (issued or refused).
+    pub impersonations: u64,
+    /// Subject tokens the subject token URL served.
+    pub subject_tokens_served: u64,
     /// Requests refused (missing header, bad assertion, bad client, ...).
     pub refused: u64,
 }
@@ -79,6 +100,9 @@ struct Counts {
     metadata_emails: AtomicU64,
     jwt_grants: AtomicU64,
     refresh_grants: AtomicU64,
+    sts_exchanges: AtomicU64,
+    impersonations: AtomicU64,
+    subject_tokens_served: AtomicU64,
     refused: AtomicU64,
 }
 
@@ -97,6 +121,15 @@ impl Counts {
     }
     fn refresh_grant(&self) {
         Self::bump(&self.refresh_grants);
+    }
+    fn sts_exchange(&self) {
+        Self::bump(&self.sts_exchanges);
+    }
+    fn impersonation(&self) {
+        Self::bump(&self.impersonations);
+    }
+    fn subject_token_served(&self) {
+        Self::bump(&self.subject_tokens_served);
     }
     fn refused(&self) {
         Self::bump(&self.refused);
@@ -135,6 +168,7 @@ impl GcpIdentity {
                 key_account,
                 user,
                 tokens: TokenStore::default(),
+                subjects: SubjectTokens::default(),
                 counts: Counts::default(),
                 lifetime: Mutex::new(oauth::DEFAULT_LIFETIME),
                 base_url: OnceLock::new(),
@@ -179,6 +213,14 @@ impl GcpIdentity {
             .get()
             .map(|base| format!("{base}/token"))
             .unwrap_or_default()
+    }
+
+    /// The emulator's service account with `email` (the key account or the metadata
+    /// server's), if any: those are the accounts that can be impersonated.
+    pub fn service_account(&self, email: &str) -> Option<&ServiceAccount> {
+        [self.key_account(), self.metadata_account()]
+            .into_iter()
+            .find(|a| a.email() == email)
     }
 
     fn key_account_by_kid(&self, kid: &str) -> Option<&ServiceAccount> {
@@ -227,40 +269,71 @@ impl GcpIdentity {
             metadata_emails: get(&c.metadata_emails),
             jwt_grants: get(&c.jwt_grants),
             refresh_grants: get(&c.refresh_grants),
+            sts_exchanges: get(&c.sts_exchanges),
+            impersonations: get(&c.impersonations),
+            subject_tokens_served: get(&c.subject_tokens_served),
             refused: get(&c.refused),
         }
     }
 
     /// Whether `path` is one of the Google endpoints (for a router that serves others too).
     pub fn serves(path: &str) -> bool {
-        path == "/token" || path.starts_with(metadata::SERVICE_ACCOUNTS)
+        matches!(path, "/token" | sts::STS_PATH | sts::SUBJECT_TOKEN_PATH)
+            || path.starts_with(metadata::SERVICE_ACCOUNTS)
+            || path.starts_with(iam::SERVICE_ACCOUNTS_PATH)
     }
 
-    /// Answers one request to the metadata server or the token endpoint.
+    /// Whether a request to `path` asks Google for a token (counted and given faults by the
+    /// emulator); email look-ups and the platform's subject token URL do not.
+    pub fn is_token_request(path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        Self::serves(path) && !path.ends_with("/email") && path != sts::SUBJECT_TOKEN_PATH
+    }
+
+    /// Answers one request to the metadata server, the token endpoint, the Security Token
+    /// Service, the subject token URL or `generateAccessToken`.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = pairs(req.uri().query().unwrap_or_default().as_bytes());
+        let headers = req.headers().clone();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         if path.starts_with(metadata::SERVICE_ACCOUNTS) {
-            let headers = req.headers().clone();
-            let header = |name: &str| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            };
             return metadata::handle(self, &method, &path, &query, header);
         }
-        if path == "/token" && method == Method::POST {
-            return match read_body(req).await {
-                Ok(body) => oauth::handle(self, &pairs(&body)),
-                Err(e) => json_response(
+        if path == sts::SUBJECT_TOKEN_PATH && method == Method::GET {
+            return sts::serve_subject_token(self, &query, header);
+        }
+        let email = path
+            .strip_prefix(iam::SERVICE_ACCOUNTS_PATH)
+            .and_then(|rest| rest.strip_suffix(iam::GENERATE_ACCESS_TOKEN))
+            .map(str::to_string);
+        if method != Method::POST || !(path == "/token" || path == sts::STS_PATH || email.is_some())
+        {
+            return json_response(404, &serde_json::json!({"error": "not_found"}));
+        }
+        let authorization = header("authorization");
+        let body = match read_body(req).await {
+            Ok(body) => body,
+            Err(e) => {
+                return json_response(
                     400,
                     &serde_json::json!({"error": "invalid_request", "error_description": e}),
-                ),
-            };
+                );
+            }
+        };
+        match email {
+            Some(email) => {
+                iam::generate_access_token(self, &email, authorization.as_deref(), &body)
+            }
+            None if path == sts::STS_PATH => sts::exchange(self, &pairs(&body)),
+            None => oauth::handle(self, &pairs(&body)),
         }
-        json_response(404, &serde_json::json!({"error": "not_found"}))
     }
 
     /// Writes the key file of [`key_account`](Self::key_account) into `dir`

@@ -318,3 +318,78 @@ fn tokens_expire_at_their_lifetime_and_files_need_a_served_identity() {
     assert!(!format!("{gcp:?}").contains("PRIVATE KEY"));
     assert!(!format!("{:?}", gcp.user()).contains(gcp.user().refresh_token()));
 }
+
+#[test]
+fn federation_and_impersonation_files_name_the_emulators_endpoints() {
+    let gcp = GcpIdentity::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    let source = FederatedSource::File(token.clone());
+    assert!(
+        gcp.write_external_account_file(dir.path(), &source, None)
+            .is_err()
+    );
+    gcp.set_base_url("http://127.0.0.1:9");
+    let read = |path: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+
+    // The subject token file is replaced whole on each write.
+    let first = gcp.write_subject_token(&token, "app").unwrap();
+    let second = gcp.write_subject_token(&token, "app").unwrap();
+    assert_ne!(first, second);
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), second);
+
+    let email = gcp.key_account().email().to_string();
+    let file = read(
+        &gcp.write_external_account_file(dir.path(), &source, Some(&email))
+            .unwrap(),
+    );
+    assert_eq!(file["type"], "external_account");
+    assert_eq!(file["audience"], FEDERATION_AUDIENCE);
+    assert_eq!(file["subject_token_type"], SUBJECT_TOKEN_TYPE);
+    assert_eq!(file["token_url"], "http://127.0.0.1:9/v1/token");
+    assert_eq!(
+        file["credential_source"],
+        json!({"file": token.display().to_string()})
+    );
+    assert_eq!(
+        file["service_account_impersonation_url"],
+        format!("http://127.0.0.1:9/v1/projects/-/serviceAccounts/{email}:generateAccessToken")
+    );
+    let file = read(
+        &gcp.write_external_account_file(dir.path(), &FederatedSource::UrlJson, None)
+            .unwrap(),
+    );
+    let source = &file["credential_source"];
+    assert_eq!(
+        source["url"],
+        "http://127.0.0.1:9/emulator/gcp/subject-token?format=json"
+    );
+    assert_eq!(source["headers"]["Metadata"], "True");
+    assert_eq!(source["format"]["subject_token_field_name"], "access_token");
+    assert!(file.get("service_account_impersonation_url").is_none());
+
+    let file = read(
+        &gcp.write_impersonated_file(dir.path(), ImpersonatingSource::User, &email, &["d@x"])
+            .unwrap(),
+    );
+    assert_eq!(file["type"], "impersonated_service_account");
+    assert_eq!(file["source_credentials"]["type"], "authorized_user");
+    assert_eq!(file["delegates"], json!(["d@x"]));
+    assert!(gcp.service_account(&email).is_some());
+    assert!(
+        gcp.service_account("ghost@x.iam.gserviceaccount.com")
+            .is_none()
+    );
+    assert!(GcpIdentity::is_token_request("/v1/token"));
+    assert!(GcpIdentity::is_token_request(
+        "/v1/projects/-/serviceAccounts/a@b:generateAccessToken"
+    ));
+    assert!(!GcpIdentity::is_token_request(
+        "/emulator/gcp/subject-token"
+    ));
+    assert!(!GcpIdentity::is_token_request(
+        "/computeMetadata/v1/instance/service-accounts/default/email"
+    ));
+}

@@ -1,5 +1,6 @@
-//! Google's endpoints on the identity port: the metadata server and the OAuth 2 token
-//! endpoint of the emulator's [`GcpIdentity`], behind the same request counters, added
+//! Google's endpoints on the identity port: the metadata server, the OAuth 2 token endpoint,
+//! the Security Token Service, `generateAccessToken` and the subject token URL of the
+//! emulator's [`GcpIdentity`], behind the same request counters, added
 //! latency and injected faults as the managed identity endpoints, so herd and outage tests
 //! cover them too.
 
@@ -29,9 +30,10 @@ pub(crate) async fn handle_identity(
 }
 
 async fn handle_gcp(core: &EmulatorState, req: hyper::Request<Incoming>) -> Response<Body> {
-    // An email look-up is no token request: it is neither counted nor given a fault, so
-    // the counters mean what they mean for the other clouds.
-    let token_request = !req.uri().path().trim_end_matches('/').ends_with("/email");
+    // An email look-up or a subject token (the platform's, not Google's) is no token
+    // request: it is neither counted nor given a fault, so the counters mean what they
+    // mean for the other clouds.
+    let token_request = GcpIdentity::is_token_request(req.uri().path());
     if token_request {
         core.shared.count_request(Endpoint::Gcp);
     }

@@ -1,5 +1,7 @@
 //! Credentials files of Application Default Credentials: service account keys
-//! (`service_account`) and user credentials (`authorized_user`); the other types are refused.
+//! (`service_account`), user credentials (`authorized_user`), workload identity federation
+//! (`external_account`) and service account impersonation (`impersonated_service_account`);
+//! the other types are refused.
 
 use std::fmt;
 use std::io::Read as _;
@@ -9,6 +11,8 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::GOOGLE_TOKEN_URI;
+use super::external::{ExternalAccount, external_account};
+use super::impersonated::{ImpersonatedCredentials, impersonated};
 use super::jwt::RsaKey;
 use super::username::username_from_email;
 use crate::Secret;
@@ -27,6 +31,12 @@ pub enum CredentialsFile {
     /// User credentials (`"type": "authorized_user"`), as `gcloud auth
     /// application-default login` writes them.
     AuthorizedUser(UserCredentials),
+    /// Workload identity federation (`"type": "external_account"`) with a file or URL
+    /// credential source.
+    ExternalAccount(ExternalAccount),
+    /// Service account impersonation (`"type": "impersonated_service_account"`), as `gcloud
+    /// auth application-default login --impersonate-service-account` writes it.
+    Impersonated(ImpersonatedCredentials),
 }
 
 /// A service account key: the account's email, the key's id and private key, and the token
@@ -165,30 +175,33 @@ impl CredentialsFile {
         match kind {
             "service_account" => service_account(object).map(Self::ServiceAccount),
             "authorized_user" => authorized_user(object).map(Self::AuthorizedUser),
-            "external_account" | "external_account_authorized_user" => Err(format!(
-                "has type {kind:?} (workload identity federation), which is not supported yet; \
-                 use a service account key, the metadata server, or a token callback"
-            )),
-            "impersonated_service_account" => Err(
-                "has type \"impersonated_service_account\", which is not supported yet; use \
-                 the service account's own key, the metadata server, or a token callback"
+            "external_account" => external_account(object, file).map(Self::ExternalAccount),
+            "impersonated_service_account" => impersonated(object, file).map(Self::Impersonated),
+            "external_account_authorized_user" => Err(
+                "has type \"external_account_authorized_user\" (a workforce identity \
+                 federation user login), which is not supported: use a service account key, \
+                 the metadata server, or a token callback"
                     .to_string(),
             ),
             other => Err(format!(
                 "has type {other:?}, which is not a credentials type this library knows; use \
-                 a service account key file (\"service_account\") or gcloud's user \
-                 credentials (\"authorized_user\")"
+                 a service account key file (\"service_account\"), gcloud's user \
+                 credentials (\"authorized_user\"), \"external_account\" or \
+                 \"impersonated_service_account\""
             )),
         }
         .map_err(bad)
     }
 
-    /// `service_account` or `authorized_user`.
+    /// The file's `type`: `service_account`, `authorized_user`, `external_account` or
+    /// `impersonated_service_account`.
     #[must_use]
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::ServiceAccount(_) => "service_account",
             Self::AuthorizedUser(_) => "authorized_user",
+            Self::ExternalAccount(_) => "external_account",
+            Self::Impersonated(_) => "impersonated_service_account",
         }
     }
 }
@@ -208,7 +221,11 @@ fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// A non-empty string field, or a message naming it.
-fn field<'a>(object: &'a Map<String, Value>, name: &str, what: &str) -> Result<&'a str, String> {
+pub(crate) fn field<'a>(
+    object: &'a Map<String, Value>,
+    name: &str,
+    what: &str,
+) -> Result<&'a str, String> {
     object
         .get(name)
         .and_then(Value::as_str)
@@ -217,15 +234,29 @@ fn field<'a>(object: &'a Map<String, Value>, name: &str, what: &str) -> Result<&
         .ok_or_else(|| format!("the {what} has no {name:?}; {}", fix_for(what)))
 }
 
+/// An optional string field: `None` when absent, null or blank; an error when not a string.
+pub(crate) fn optional_field(
+    object: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, String> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+        Some(_) => Err(format!("{name} is not a string")),
+    }
+}
+
 fn fix_for(what: &str) -> &'static str {
-    if what.contains("service account") {
+    if what.contains("federation") {
+        "regenerate the file with gcloud iam workload-identity-pools create-cred-config"
+    } else if what.contains("service account") {
         "create a new key (gcloud iam service-accounts keys create) and point to it"
     } else {
         "run gcloud auth application-default login again"
     }
 }
 
-fn service_account(object: &Map<String, Value>) -> Result<ServiceAccountKey, String> {
+pub(crate) fn service_account(object: &Map<String, Value>) -> Result<ServiceAccountKey, String> {
     const WHAT: &str = "service account key";
     let client_email = field(object, "client_email", WHAT)?;
     if username_from_email(client_email).is_none() {
@@ -247,7 +278,7 @@ fn service_account(object: &Map<String, Value>) -> Result<ServiceAccountKey, Str
     })
 }
 
-fn authorized_user(object: &Map<String, Value>) -> Result<UserCredentials, String> {
+pub(crate) fn authorized_user(object: &Map<String, Value>) -> Result<UserCredentials, String> {
     const WHAT: &str = "user credentials file";
     Ok(UserCredentials {
         client_id: field(object, "client_id", WHAT)?.to_string(),

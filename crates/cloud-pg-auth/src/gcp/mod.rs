@@ -8,16 +8,22 @@
 //!
 //! Application Default Credentials, in their usual order, without probing the network:
 //!
-//! 1. `GOOGLE_APPLICATION_CREDENTIALS`: a service account key file (`service_account`), or
-//!    user credentials (`authorized_user`).
+//! 1. `GOOGLE_APPLICATION_CREDENTIALS`: a service account key file (`service_account`),
+//!    user credentials (`authorized_user`), workload identity federation
+//!    (`external_account`), or service account impersonation
+//!    (`impersonated_service_account`).
 //! 2. gcloud's file, `application_default_credentials.json` in `$CLOUDSDK_CONFIG`, else
 //!    `~/.config/gcloud/` (`%APPDATA%\gcloud\` on Windows), when it exists
 //!    (`gcloud auth application-default login` writes it).
 //! 3. The metadata server (Compute Engine, GKE workload identity, Cloud Run), at
 //!    `metadata.google.internal` or `GCE_METADATA_HOST`.
 //!
-//! `external_account` (workload identity federation) and `impersonated_service_account`
-//! files are refused with a clear message for now.
+//! Workload identity federation reads the subject token from a file or a URL (read again on
+//! every fetch), exchanges it at Google's Security Token Service, and impersonates the
+//! service account of `service_account_impersonation_url` when set; `executable` and AWS
+//! credential sources are refused. Impersonation gets the source credentials' token, then
+//! the service account's from IAM's `generateAccessToken`. Either way the database user name
+//! is the impersonated service account's.
 //!
 //! Written on the core's HTTP stack (reqwest and rustls with aws-lc-rs, as for `azure`)
 //! rather than on a Google auth crate: `docs/gcp.md`, "Why no Google auth crate", has the
@@ -35,16 +41,23 @@ use std::time::Duration;
 use crate::error::ConfigError;
 
 mod credentials;
+mod external;
+mod impersonated;
 mod jwt;
 mod options;
+mod time;
 mod username;
 
 pub use credentials::{CredentialsFile, ServiceAccountKey, UserCredentials};
+pub use external::{ExternalAccount, GOOGLE_STS_URL, SubjectTokenFormat};
+pub use impersonated::{ImpersonatedCredentials, Impersonation, SourceCredentials};
 pub use options::{
     CredentialsChoice, DEFAULT_METADATA_HOST, DEFAULT_TIMEOUT, ENV_VARS, GcpOptions,
 };
 pub use username::{MAX_USERNAME_LEN, SERVICE_ACCOUNT_SUFFIX, username_from_email};
 
+#[cfg(feature = "gcp")]
+mod federation;
 #[cfg(feature = "gcp")]
 mod http;
 #[cfg(feature = "gcp")]

@@ -1,5 +1,6 @@
-//! [`GcpSource`]: access tokens from a service account key, gcloud's user credentials or the
-//! metadata server, for Cloud SQL and AlloyDB IAM logins.
+//! [`GcpSource`]: access tokens from a service account key, gcloud's user credentials, the
+//! metadata server, workload identity federation or service account impersonation, for
+//! Cloud SQL and AlloyDB IAM logins.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -8,12 +9,15 @@ use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
 use super::credentials::{CredentialsFile, ServiceAccountKey, UserCredentials};
+use super::external::{ExternalAccount, SubjectTokenSource};
+use super::federation;
 use super::http::{
     Reply, TokenAnswer, build_client, encode, error_code, form, kind_of, parse_token, send,
     send_error, status_text, with_retry,
 };
+use super::impersonated::{ImpersonatedCredentials, SourceCredentials};
 use super::jwt::sign_assertion;
-use super::{CredentialsChoice, GcpOptions, GcpProduct, username_from_email};
+use super::{CLOUD_PLATFORM_SCOPE, CredentialsChoice, GcpOptions, GcpProduct, username_from_email};
 use crate::AccessToken;
 use crate::error::{ConfigError, Error, TokenError, TokenErrorKind};
 use crate::source::{SourceInfo, TokenSource};
@@ -55,6 +59,24 @@ enum Backend {
         client: reqwest::Client,
         credentials: UserCredentials,
     },
+    /// Workload identity federation; `subject_client` asks a subject token URL (without a
+    /// proxy when it is a local address).
+    External {
+        client: reqwest::Client,
+        subject_client: reqwest::Client,
+        account: ExternalAccount,
+    },
+    Impersonated {
+        client: reqwest::Client,
+        credentials: ImpersonatedCredentials,
+    },
+}
+
+/// Which OAuth grant an answer is for, to say what to fix when it fails.
+#[derive(Clone, Copy)]
+enum Grant {
+    Jwt,
+    Refresh,
 }
 
 impl GcpSource {
@@ -65,8 +87,9 @@ impl GcpSource {
     /// # Errors
     ///
     /// [`Error::Config`] naming the setting or file to fix (a missing or bad credentials
-    /// file, an unsupported credentials type, user credentials without `PGUSER`, a bad
-    /// `GCE_METADATA_HOST`); [`Error::Tls`] when the HTTP client cannot be built.
+    /// file, an unsupported credentials type or credential source, user credentials or
+    /// federation without impersonation and without `PGUSER`, a bad `GCE_METADATA_HOST`);
+    /// [`Error::Tls`] when the HTTP client cannot be built.
     pub fn new(options: &GcpOptions, user: Option<&str>) -> Result<Self, Error> {
         let user = user.map(str::trim).filter(|u| !u.is_empty());
         let choice = options.choose()?;
@@ -126,6 +149,56 @@ impl GcpSource {
                             info,
                         )
                     }
+                    CredentialsFile::ExternalAccount(account) => {
+                        let identity = match (&account.impersonation, user) {
+                            (Some(impersonation), _) => impersonation.email.clone(),
+                            (None, Some(user)) => user.to_string(),
+                            (None, None) => {
+                                return Err(ConfigError::new(
+                                    "PGUSER",
+                                    format!(
+                                        "{} holds workload identity federation credentials \
+                                         (external_account) without \
+                                         service_account_impersonation_url, and a federated \
+                                         identity has no email to derive the database user \
+                                         from; set PGUSER to the database user, or impersonate \
+                                         a service account",
+                                        path.display()
+                                    ),
+                                )
+                                .into());
+                            }
+                        };
+                        let info = info
+                            .credential_kind("external-account")
+                            .identity(identity)
+                            .endpoint(account.token_url.clone());
+                        let client = build_client(options.timeout, false)?;
+                        let subject_client = match &account.source {
+                            SubjectTokenSource::Url { url, .. } => {
+                                build_client(options.timeout, federation::is_local_url(url))?
+                            }
+                            SubjectTokenSource::File(_) => client.clone(),
+                        };
+                        let backend = Backend::External {
+                            client,
+                            subject_client,
+                            account,
+                        };
+                        (backend, info)
+                    }
+                    CredentialsFile::Impersonated(credentials) => {
+                        let info = info
+                            .credential_kind("impersonated-service-account")
+                            .identity(credentials.impersonation.email.clone())
+                            .endpoint(credentials.impersonation.url.clone());
+                        let client = build_client(options.timeout, false)?;
+                        let backend = Backend::Impersonated {
+                            client,
+                            credentials,
+                        };
+                        (backend, info)
+                    }
                 }
             }
         };
@@ -176,34 +249,109 @@ impl GcpSource {
                 Ok((answer, email))
             }
             Backend::ServiceAccount { client, key } => {
-                let assertion = sign_assertion(key, self.scope(), SystemTime::now())
-                    .map_err(|e| TokenError::new(TokenErrorKind::Config, &self.origin, e))?;
-                let body = form(&[
-                    ("grant_type", JWT_BEARER),
-                    ("assertion", assertion.expose()),
-                ]);
-                let reply = self.post_form(client, &key.token_uri, body).await?;
-                let answer = self.endpoint_token(&reply, "the service account key")?;
+                let answer = self.jwt_grant(client, key, self.scope()).await?;
                 Ok((answer, Some(key.client_email.clone())))
             }
             Backend::User {
                 client,
                 credentials,
+            } => Ok((self.refresh_grant(client, credentials).await?, None)),
+            Backend::External {
+                client,
+                subject_client,
+                account,
             } => {
-                // No scope: the token carries the scopes the user consented to. Asking for
-                // a login scope that the consent lacks fails (alloydb.login is not among
-                // gcloud's), and cloud-platform, which is, serves both products.
-                let body = form(&[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", &credentials.client_id),
-                    ("client_secret", credentials.client_secret.expose()),
-                    ("refresh_token", credentials.refresh_token.expose()),
-                ]);
-                let reply = self.post_form(client, &credentials.token_uri, body).await?;
-                let answer = self.endpoint_token(&reply, "the user credentials")?;
-                Ok((answer, None))
+                let subject = federation::subject_token(subject_client, account, &self.origin);
+                let subject = subject.await?;
+                let Some(impersonation) = &account.impersonation else {
+                    let answer =
+                        federation::exchange(client, account, &subject, self.scope(), &self.origin);
+                    return Ok((answer.await?, None));
+                };
+                // The federated token only has to impersonate, as Google's Go library asks
+                // it; the login scope goes on the service account's token.
+                let federated = federation::exchange(
+                    client,
+                    account,
+                    &subject,
+                    CLOUD_PLATFORM_SCOPE,
+                    &self.origin,
+                )
+                .await?;
+                let answer = federation::impersonate(
+                    client,
+                    impersonation,
+                    &federated.secret,
+                    self.scope(),
+                    "the federated identity",
+                    &self.origin,
+                )
+                .await?;
+                Ok((answer, Some(impersonation.email.clone())))
+            }
+            Backend::Impersonated {
+                client,
+                credentials,
+            } => {
+                let (source, who) = match &credentials.source {
+                    SourceCredentials::ServiceAccount(key) => (
+                        self.jwt_grant(client, key, CLOUD_PLATFORM_SCOPE).await?,
+                        key.client_email.as_str(),
+                    ),
+                    SourceCredentials::AuthorizedUser(user) => (
+                        self.refresh_grant(client, user).await?,
+                        "the user of the source credentials",
+                    ),
+                };
+                let impersonation = &credentials.impersonation;
+                let answer = federation::impersonate(
+                    client,
+                    impersonation,
+                    &source.secret,
+                    self.scope(),
+                    who,
+                    &self.origin,
+                )
+                .await?;
+                Ok((answer, Some(impersonation.email.clone())))
             }
         }
+    }
+
+    /// A service account key's token with `scope` (JWT-bearer grant).
+    async fn jwt_grant(
+        &self,
+        client: &reqwest::Client,
+        key: &ServiceAccountKey,
+        scope: &str,
+    ) -> Result<TokenAnswer, TokenError> {
+        let assertion = sign_assertion(key, scope, SystemTime::now())
+            .map_err(|e| TokenError::new(TokenErrorKind::Config, &self.origin, e))?;
+        let body = form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", assertion.expose()),
+        ]);
+        let reply = self.post_form(client, &key.token_uri, body).await?;
+        self.endpoint_token(&reply, "the service account key", Grant::Jwt)
+    }
+
+    /// User credentials' token (refresh-token grant).
+    async fn refresh_grant(
+        &self,
+        client: &reqwest::Client,
+        credentials: &UserCredentials,
+    ) -> Result<TokenAnswer, TokenError> {
+        // No scope: the token carries the scopes the user consented to. Asking for a login
+        // scope that the consent lacks fails (alloydb.login is not among gcloud's), and
+        // cloud-platform, which is, serves both products.
+        let body = form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &credentials.client_id),
+            ("client_secret", credentials.client_secret.expose()),
+            ("refresh_token", credentials.refresh_token.expose()),
+        ]);
+        let reply = self.post_form(client, &credentials.token_uri, body).await?;
+        self.endpoint_token(&reply, "the user credentials", Grant::Refresh)
     }
 
     async fn metadata_get(&self, client: &reqwest::Client, url: &str) -> Result<Reply, TokenError> {
@@ -295,7 +443,12 @@ impl GcpSource {
     }
 
     /// A token endpoint's answer, or an error saying what to check.
-    fn endpoint_token(&self, reply: &Reply, what: &str) -> Result<TokenAnswer, TokenError> {
+    fn endpoint_token(
+        &self,
+        reply: &Reply,
+        what: &str,
+        grant: Grant,
+    ) -> Result<TokenAnswer, TokenError> {
         if (200..300).contains(&reply.status) {
             return parse_token(&reply.body, "the token endpoint")
                 .map_err(|m| TokenError::new(TokenErrorKind::Transient, &self.origin, m));
@@ -305,19 +458,19 @@ impl GcpSource {
             429 => format!("google is throttling token requests ({said})"),
             s if s >= 500 => format!("the token endpoint failed ({said})"),
             _ => {
-                let fix = match (&self.backend, error_code(&reply.body).as_deref()) {
-                    (Backend::ServiceAccount { .. }, Some("invalid_grant")) => {
+                let fix = match (grant, error_code(&reply.body).as_deref()) {
+                    (Grant::Jwt, Some("invalid_grant")) => {
                         "the key may be deleted or disabled, or this machine's clock is off: \
                          check it with gcloud iam service-accounts keys list"
                     }
-                    (Backend::User { .. }, Some("invalid_grant")) => {
+                    (Grant::Refresh, Some("invalid_grant")) => {
                         "the refresh token expired or was revoked: run gcloud auth \
                          application-default login again"
                     }
                     (_, Some("invalid_scope")) => {
                         "these credentials cannot have the login scope: use a service account key"
                     }
-                    (Backend::ServiceAccount { .. }, _) => "check the service account key file",
+                    (Grant::Jwt, _) => "check the service account key file",
                     _ => "check the user credentials file",
                 };
                 format!("google refused {what} ({said}); {fix}")

@@ -14,6 +14,9 @@ use super::jwt::sign_assertion;
 use super::*;
 use crate::env::Env;
 
+mod federation;
+#[cfg(feature = "gcp")]
+mod flows;
 #[cfg(feature = "gcp")]
 mod source;
 
@@ -231,16 +234,9 @@ fn bad_credentials_files_are_refused_naming_the_file() {
         (json!({}), "has no \"type\""),
         (json!({"type": 5}), "has no \"type\""),
         (
-            json!({"type": "external_account", "audience": "x"}),
-            "\"external_account\" (workload identity federation), which is not supported yet",
-        ),
-        (
             json!({"type": "external_account_authorized_user"}),
-            "not supported yet",
-        ),
-        (
-            json!({"type": "impersonated_service_account"}),
-            "\"impersonated_service_account\", which is not supported yet",
+            "\"external_account_authorized_user\" (a workforce identity federation user \
+             login), which is not supported",
         ),
         (
             json!({"type": "gdch_service_account"}),

@@ -65,6 +65,49 @@ async fn table_owner(emulator: &Emulator, db: &str, table: &str) -> Option<Strin
         .map(|row| row.get(0))
 }
 
+/// With `both` (a service user and a migration identity): the migration engine applies the
+/// conformance migration as `owner` (it owns the table), and the pooled engine of the same
+/// settings logs in as `service`.
+async fn migrations_as_owner_then_service<A: Adapter>(
+    emulator: &Emulator,
+    both: Settings,
+    owner: &str,
+    service: &str,
+    db: &str,
+) {
+    let migration = A::migration(both.clone())
+        .await
+        .expect("the migration engine builds");
+    let report = A::migrate(&migration).await.unwrap_or_else(|e| {
+        panic!(
+            "{}: migrations as {owner}: {}",
+            A::NAME,
+            chain_text(e.as_ref())
+        )
+    });
+    assert_eq!(report.applied.len(), 1, "{}: {report:?}", A::NAME);
+    A::dispose_migration(&migration).await;
+    assert_eq!(
+        table_owner(emulator, db, "conformance_items")
+            .await
+            .as_deref(),
+        Some(owner),
+        "{}: the migration engine logged in as the migration identity",
+        A::NAME
+    );
+
+    let pooled = A::pooled(both, EngineOptions::default())
+        .await
+        .expect("the pooled engine builds");
+    assert_eq!(
+        A::current_user(&pooled).await.expect("a checkout"),
+        service,
+        "{}: the pooled engine logs in as PGUSER",
+        A::NAME
+    );
+    A::dispose(&pooled).await;
+}
+
 /// `PGAUTH_MIGRATION_USER=owner` with `PGUSER=service`: migrations log in as the owner (the
 /// tables they create are the owner's), the pool as the service role. Then the service role
 /// running migrations itself is refused with a message naming the owner, the user and the fix.
@@ -79,37 +122,7 @@ pub async fn migrations_run_as_their_own_role<A: Adapter>() {
         &[("PGAUTH_MIGRATION_USER", owner.as_str())],
     );
 
-    let migration = A::migration(both.clone())
-        .await
-        .expect("the migration engine builds");
-    let report = A::migrate(&migration).await.unwrap_or_else(|e| {
-        panic!(
-            "{}: migrations as {owner}: {}",
-            A::NAME,
-            chain_text(e.as_ref())
-        )
-    });
-    assert_eq!(report.applied.len(), 1, "{}: {report:?}", A::NAME);
-    A::dispose_migration(&migration).await;
-    assert_eq!(
-        table_owner(&emulator, &db, "conformance_items")
-            .await
-            .as_deref(),
-        Some(owner.as_str()),
-        "{}: the migration engine logged in as PGAUTH_MIGRATION_USER",
-        A::NAME
-    );
-
-    let pooled = A::pooled(both, EngineOptions::default())
-        .await
-        .expect("the pooled engine builds");
-    assert_eq!(
-        A::current_user(&pooled).await.expect("a checkout"),
-        service,
-        "{}: the pooled engine logs in as PGUSER",
-        A::NAME
-    );
-    A::dispose(&pooled).await;
+    migrations_as_owner_then_service::<A>(&emulator, both, &owner, &service, &db).await;
 
     let as_service = A::migration(settings(&emulator, &service, &db, &[]))
         .await
@@ -160,35 +173,5 @@ pub async fn migrations_run_as_a_password_owner<A: Adapter>() {
         ],
     );
 
-    let migration = A::migration(both.clone())
-        .await
-        .expect("the migration engine builds");
-    let report = A::migrate(&migration).await.unwrap_or_else(|e| {
-        panic!(
-            "{}: migrations as {owner} with a password: {}",
-            A::NAME,
-            chain_text(e.as_ref())
-        )
-    });
-    assert_eq!(report.applied.len(), 1, "{}: {report:?}", A::NAME);
-    A::dispose_migration(&migration).await;
-    assert_eq!(
-        table_owner(&emulator, &db, "conformance_items")
-            .await
-            .as_deref(),
-        Some(owner.as_str()),
-        "{}: the migration engine logged in as the password owner",
-        A::NAME
-    );
-
-    let pooled = A::pooled(both, EngineOptions::default())
-        .await
-        .expect("the pooled engine builds");
-    assert_eq!(
-        A::current_user(&pooled).await.expect("a checkout"),
-        service,
-        "{}: the pooled engine logs in as PGUSER with a token",
-        A::NAME
-    );
-    A::dispose(&pooled).await;
+    migrations_as_owner_then_service::<A>(&emulator, both, &owner, &service, &db).await;
 }

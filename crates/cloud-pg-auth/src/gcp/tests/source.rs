@@ -107,7 +107,7 @@ fn sources_refuse_what_they_cannot_use() {
         None,
     ));
     assert_eq!(e.setting(), gcloud.display().to_string());
-    assert!(e.message().contains("not supported yet"), "{e}");
+    assert!(e.message().contains("has no \"audience\""), "{e}");
 
     let e = config_error(GcpSource::new(
         &GcpOptions::default().metadata_host("http://127.0.0.1:9"),
