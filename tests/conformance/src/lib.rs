@@ -165,8 +165,9 @@ impl Method {
 
     /// The methods whose tokens come from an emulator identity endpoint that counts requests
     /// and can be taken down: the herd, rollover and outage scenarios run for each.
-    pub const ENDPOINT: [Method; 3] = [
+    pub const ENDPOINT: [Method; 4] = [
         Method::AzureManagedIdentity,
+        Method::AzureWorkloadIdentity,
         Method::GcpCloudSql,
         Method::GcpAlloyDb,
     ];

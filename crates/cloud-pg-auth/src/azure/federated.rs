@@ -16,6 +16,7 @@ use super::limits::{MAX_FEDERATED_TOKEN_FILE, read_file};
 use crate::error::ConfigError;
 
 /// The contents of `AZURE_FEDERATED_TOKEN_FILE`, as a client assertion.
+#[derive(Clone)]
 pub(crate) struct FederatedTokenFile {
     path: PathBuf,
 }

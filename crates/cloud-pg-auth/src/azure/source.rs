@@ -37,8 +37,10 @@ use crate::{AccessToken, AuthMethod, Secret, Settings};
 ///
 /// One [`fetch`](TokenSource::fetch) asks once: retries and refresh belong to the
 /// [`TokenCache`](crate::TokenCache). azure_identity's own retry policy is switched off, and
-/// its built-in cache (which drops a still-valid token when a refresh fails) sits below ours,
-/// which keeps serving the valid token.
+/// its built-in cache is bypassed for workload identity and client secrets (a new credential
+/// per fetch): it would answer our refresh ahead of expiry with the token it holds until 5
+/// minutes before expiry. A caller's own `TokenCredential` ([`AzureSource::for_credential`])
+/// and the Azure CLI keep their caches, so their tokens are renewed when those caches decide.
 pub struct AzureSource {
     backend: Backend,
     scope: String,
@@ -50,8 +52,18 @@ pub struct AzureSource {
 
 enum Backend {
     ManagedIdentity(ManagedIdentityClient),
+    /// A caller's credential, or the Azure CLI's (`az` keeps its own cache): asked as it is.
     Credential(Arc<dyn TokenCredential>),
+    /// Workload identity or a client secret: a new azure_identity credential per fetch.
+    /// Their built-in cache answers with the token it holds until 5 minutes before expiry,
+    /// which would turn our refresh well ahead of expiry (half-life for long-lived tokens)
+    /// into one in the last 5 minutes, and hide an endpoint outage until then.
+    Fresh(CredentialFactory),
 }
+
+/// Makes one of azure_identity's credentials (cheap: options and the shared HTTP client).
+type CredentialFactory =
+    Box<dyn Fn() -> azure_core::Result<Arc<dyn TokenCredential>> + Send + Sync>;
 
 impl AzureSource {
     /// Builds the credential the options call for (for `auto`, the first configured one).
@@ -214,15 +226,21 @@ impl AzureSource {
             } => {
                 // The file is read by our assertion, with a size limit (see `federated`).
                 let assertion = FederatedTokenFile::new(&token_file)?;
-                let credential = ClientAssertionCredential::new(
-                    tenant_id.clone(),
-                    client_id.clone(),
-                    assertion,
-                    Some(ClientAssertionCredentialOptions {
-                        client_options: entra_client_options(options, http(false)?),
-                    }),
-                )
-                .map_err(|e| {
+                let (entra, http) = (options.clone(), http(false)?);
+                let (tenant, client) = (tenant_id.clone(), client_id.clone());
+                let factory: CredentialFactory = Box::new(move || {
+                    let credential: Arc<dyn TokenCredential> = ClientAssertionCredential::new(
+                        tenant.clone(),
+                        client.clone(),
+                        assertion.clone(),
+                        Some(ClientAssertionCredentialOptions {
+                            client_options: entra_client_options(&entra, Arc::clone(&http)),
+                        }),
+                    )?;
+                    Ok(credential)
+                });
+                // Made once here so that bad settings fail at start-up.
+                factory().map_err(|e| {
                     ConfigError::new(
                         "AZURE_TENANT_ID",
                         format!("cannot set up workload identity: {}", chain(&e)),
@@ -231,22 +249,28 @@ impl AzureSource {
                 let info = info
                     .identity(format!("client id {client_id}"))
                     .endpoint(token_endpoint(&tenant_id));
-                (Backend::Credential(credential), info)
+                (Backend::Fresh(factory), info)
             }
             Choice::ClientSecret {
                 tenant_id,
                 client_id,
                 secret,
             } => {
-                let credential = ClientSecretCredential::new(
-                    &tenant_id,
-                    client_id.clone(),
-                    azure_core::credentials::Secret::new(secret.expose().to_string()),
-                    Some(ClientSecretCredentialOptions {
-                        client_options: entra_client_options(options, http(false)?),
-                    }),
-                )
-                .map_err(|e| {
+                let (entra, http) = (options.clone(), http(false)?);
+                let (tenant, client) = (tenant_id.clone(), client_id.clone());
+                let factory: CredentialFactory = Box::new(move || {
+                    let credential: Arc<dyn TokenCredential> = ClientSecretCredential::new(
+                        &tenant,
+                        client.clone(),
+                        azure_core::credentials::Secret::new(secret.expose().to_string()),
+                        Some(ClientSecretCredentialOptions {
+                            client_options: entra_client_options(&entra, Arc::clone(&http)),
+                        }),
+                    )?;
+                    Ok(credential)
+                });
+                // Made once here so that bad settings fail at start-up, naming the setting.
+                factory().map_err(|e| {
                     let text = chain(&e);
                     let setting = if text.contains("tenant") {
                         "AZURE_TENANT_ID"
@@ -263,7 +287,7 @@ impl AzureSource {
                 let info = info
                     .identity(format!("client id {client_id}"))
                     .endpoint(token_endpoint(&tenant_id));
-                (Backend::Credential(credential), info)
+                (Backend::Fresh(factory), info)
             }
             Choice::Cli { program } => {
                 let credential = AzureCliCredential::new(Some(AzureCliCredentialOptions {
@@ -294,18 +318,28 @@ impl AzureSource {
     async fn fetch_raw(&self, slot: &FactsSlot) -> Result<RawToken, TokenError> {
         match &self.backend {
             Backend::ManagedIdentity(client) => client.fetch(&self.origin).await,
-            Backend::Credential(credential) => {
-                let scopes = [self.scope.as_str()];
-                match credential.get_token(&scopes, None).await {
-                    Ok(token) => Ok(RawToken {
-                        secret: Secret::new(token.token.secret()),
-                        expires_on: unix_time(token.expires_on.unix_timestamp()),
-                    }),
-                    Err(e) => {
-                        let facts = *slot.lock().unwrap();
-                        Err(classify(e, facts, self.kind, &self.origin))
-                    }
-                }
+            Backend::Credential(credential) => self.ask(credential.as_ref(), slot).await,
+            Backend::Fresh(factory) => match factory() {
+                Ok(credential) => self.ask(credential.as_ref(), slot).await,
+                Err(e) => Err(classify(e, *slot.lock().unwrap(), self.kind, &self.origin)),
+            },
+        }
+    }
+
+    async fn ask(
+        &self,
+        credential: &dyn TokenCredential,
+        slot: &FactsSlot,
+    ) -> Result<RawToken, TokenError> {
+        let scopes = [self.scope.as_str()];
+        match credential.get_token(&scopes, None).await {
+            Ok(token) => Ok(RawToken {
+                secret: Secret::new(token.token.secret()),
+                expires_on: unix_time(token.expires_on.unix_timestamp()),
+            }),
+            Err(e) => {
+                let facts = *slot.lock().unwrap();
+                Err(classify(e, facts, self.kind, &self.origin))
             }
         }
     }

@@ -109,6 +109,30 @@ async fn client_secret_credential() {
     }
 }
 
+/// Every fetch asks the token endpoint: azure_identity's own cache would answer a refresh ahead
+/// of expiry with the token it already holds, until 5 minutes before that token expires.
+#[tokio::test]
+async fn every_fetch_asks_the_endpoint() {
+    let now = now_secs();
+    let server = Server::start(vec![
+        entra_ok(3599, &sp_jwt(now + 3000)),
+        entra_ok(3599, &sp_jwt(now + 3300)),
+    ]);
+    let (transport, _) = Reroute::to(&server);
+    let source = AzureSource::with_http_client(&secret_options("public"), transport).unwrap();
+    let first = source.fetch().await.unwrap();
+    let second = source.fetch().await.unwrap();
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "the second fetch reached the endpoint"
+    );
+    assert!(
+        second.expires_at() > first.expires_at(),
+        "the second fetch returned the new token"
+    );
+}
+
 #[tokio::test]
 async fn sovereign_clouds_use_their_authority_and_scope() {
     for (cloud, authority, scope) in [

@@ -253,7 +253,7 @@ async fn run_demo(args: &[String]) -> Result<bool> {
         .await;
         let seen = emulator.stats().token_requests.total - before;
         // Every method whose tokens come from the emulator's identity endpoints.
-        if Method::ENDPOINT.contains(&method) || method == Method::AzureWorkloadIdentity {
+        if Method::ENDPOINT.contains(&method) {
             let reported: u64 = these.iter().map(|r| r.token_requests).sum();
             checks.push((method.name(), reported, seen));
         }
