@@ -24,13 +24,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloud_pg_auth::Settings;
 use cloud_pg_auth::net::Endpoint;
 use cloud_pg_auth::tls::TlsPolicy;
+use cloud_pg_auth::{Settings, TargetSessionAttrs};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 
-pub(crate) use login::Wanted;
 pub(crate) use server::Keepalive;
 use server::Server;
 
@@ -81,11 +80,11 @@ struct Upstream {
     endpoint: Endpoint,
     policy: TlsPolicy,
     connect_timeout: Option<Duration>,
-    /// The StartupMessage's `options`, whatever sqlx put there.
+    /// The `options` the StartupMessage carries upstream, replacing whatever sqlx put there.
     options: Option<String>,
     keepalive: Keepalive,
-    /// The `target_session_attrs` check, if any.
-    wanted: Option<Wanted>,
+    /// What `target_session_attrs` asks of a session; `None` for `any` (no check).
+    wanted: Option<TargetSessionAttrs>,
     /// The last upstream that could not be opened, for the engine's error.
     failure: Mutex<Option<Failure>>,
 }
@@ -121,10 +120,8 @@ impl Relay {
             connect_timeout: settings.get_connect_timeout(),
             options,
             keepalive: Keepalive::from_settings(settings),
-            // `Any` for a value the relay cannot check: the engine refuses those at build.
-            wanted: Wanted::for_attrs(settings.get_target_session_attrs())
-                .ok()
-                .flatten(),
+            wanted: Some(settings.get_target_session_attrs())
+                .filter(|attrs| *attrs != TargetSessionAttrs::Any),
             failure: Mutex::new(None),
         });
         #[cfg(unix)]
@@ -365,7 +362,16 @@ where
         return;
     }
     if let Some(wanted) = shared.wanted {
-        match login::through_login(&mut local, &mut upstream, wanted).await {
+        // Bounded like libpq's connect_timeout: a server that goes quiet mid-login must not keep
+        // this task (and the credential it holds) after sqlx has given up.
+        let limit = shared
+            .connect_timeout
+            .unwrap_or(cloud_pg_auth::engine::DEFAULT_CONNECTION_TIMEOUT);
+        let login = login::through_login(&mut local, &mut upstream, wanted);
+        match tokio::time::timeout(limit, login)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+        {
             Ok(login::Outcome::Splice) => {}
             Ok(login::Outcome::Refused(message)) => {
                 // Terminate: the server ends the session cleanly.
@@ -381,7 +387,7 @@ where
                 fail(local, shared, error, UNABLE_TO_CONNECT).await;
                 return;
             }
-            // Either side hung up or broke the protocol: both close.
+            // Either side hung up, broke the protocol or took too long: both close.
             Err(_) => return,
         }
     }
@@ -403,7 +409,7 @@ where
 {
     // As sqlx will read it back (a C string).
     let message = error.to_string().replace('\0', "");
-    tracing::debug!(target_db = %shared.endpoint.label(), %message, "the relay could not open the upstream");
+    tracing::debug!(target_db = %shared.endpoint.label(), %message, "the relay refused the session");
     // Recorded before sqlx can read the answer, so the engine finds it.
     *shared.failure.lock().unwrap() = Some(Failure {
         message: message.clone(),
@@ -429,8 +435,8 @@ fn refused(error: &cloud_pg_auth::Error) -> bool {
 }
 
 /// Answers the local client with a FATAL ErrorResponse, then reads until it hangs up, so
-/// that its startup message is not left unread (which could reset the connection before
-/// the answer is read).
+/// that nothing it still sends is left unread (which could reset the connection before the
+/// answer is read).
 async fn refuse<S>(local: &mut S, code: &str, message: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -69,13 +69,14 @@ impl PgConnector {
             TargetSessionAttrs::ReadOnly => PgTargetSessionAttrs::ReadOnly,
         });
         config.keepalives(settings.keepalives);
-        if let Some(idle) = settings.keepalives_idle {
+        // The getters drop libpq's zeros ("the system's default"), which the system refuses.
+        if let Some(idle) = settings.get_keepalives_idle() {
             config.keepalives_idle(idle);
         }
-        if let Some(interval) = settings.keepalives_interval {
+        if let Some(interval) = settings.get_keepalives_interval() {
             config.keepalives_interval(interval);
         }
-        if let Some(count) = settings.keepalives_count {
+        if let Some(count) = settings.get_keepalives_count() {
             config.keepalives_retries(count);
         }
         config.ssl_mode(match policy.mode() {

@@ -12,6 +12,9 @@ pub mod engine;
 pub mod env;
 mod error;
 pub mod gcp;
+#[cfg(any(feature = "azure", feature = "gcp"))]
+mod http;
+mod input;
 pub mod login;
 pub mod metrics;
 #[cfg(feature = "tokio-postgres")]

@@ -7,12 +7,12 @@ use std::fmt;
 use std::future::Future;
 
 use cloud_pg_auth::login::{AttemptError, LoginStats, LoginTarget};
-use cloud_pg_auth::{AccessToken, ConfigError, Settings};
+use cloud_pg_auth::{AccessToken, Settings};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use super::error::sqlstate;
 use super::{Error, sqlx};
-use crate::relay::{CANNOT_CONNECT_NOW, Relay, UNABLE_TO_CONNECT, Wanted};
+use crate::relay::{CANNOT_CONNECT_NOW, Relay, UNABLE_TO_CONNECT};
 
 /// What every connection of one engine shares: server, database, route, the login target
 /// (user, TLS decision, counters). The password is added per token by
@@ -45,25 +45,7 @@ impl Target {
         let endpoint = login.endpoint().clone();
         let dbname = settings.get_dbname().map(str::to_owned);
         let own_base = base.is_none();
-        if Wanted::for_attrs(settings.get_target_session_attrs()).is_err() {
-            return Err(config_error(
-                "PGTARGETSESSIONATTRS",
-                format!(
-                    "is {}, which the sqlx adapter cannot check; use any, read-write or read-only",
-                    settings.get_target_session_attrs().as_str()
-                ),
-            ));
-        }
-        // Malformed options are refused by name at build, as in the other adapters.
-        settings
-            .get_option_pairs()
-            .map_err(cloud_pg_auth::Error::Config)?;
-        if settings.get_options().is_some_and(|o| o.contains('\0')) {
-            return Err(config_error(
-                "PGOPTIONS",
-                "contains a NUL byte, which cannot reach the server; remove it".into(),
-            ));
-        }
+        // Malformed options (and a NUL byte) were refused by `LoginTarget::from_settings`.
         // The relay sends the server exactly these options, in place of what sqlx sends (it
         // always sends the PGOPTIONS of this process's environment, and can only append to
         // it): the caller's own, then the settings', so that the settings' win.
@@ -208,10 +190,6 @@ impl Target {
         }
         self.relay.take_failure(db.message())
     }
-}
-
-fn config_error(setting: &str, message: String) -> Error {
-    cloud_pg_auth::Error::Config(ConfigError::new(setting, message)).into()
 }
 
 /// The `options` a caller's base adds to the `PGOPTIONS` sqlx read from the environment

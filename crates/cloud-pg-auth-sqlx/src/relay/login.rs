@@ -16,35 +16,6 @@ const MAX_MESSAGE: usize = 1 << 20;
 /// The query libpq sends for `read-write` and `read-only`.
 const QUERY: &str = TargetSessionAttrs::SESSION_CHECK_QUERY;
 
-/// What the session must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wanted {
-    /// `read-write`: `transaction_read_only` is `off`.
-    Writable,
-    /// `read-only`: `transaction_read_only` is `on`.
-    ReadOnly,
-}
-
-impl Wanted {
-    /// The check for `attrs`: `Ok(None)` for `any`, `Err(())` for a value the relay cannot
-    /// check (the engine refuses it at build).
-    pub(crate) fn for_attrs(attrs: TargetSessionAttrs) -> Result<Option<Self>, ()> {
-        match attrs {
-            TargetSessionAttrs::Any => Ok(None),
-            TargetSessionAttrs::ReadWrite => Ok(Some(Self::Writable)),
-            TargetSessionAttrs::ReadOnly => Ok(Some(Self::ReadOnly)),
-            _ => Err(()),
-        }
-    }
-
-    fn attrs(self) -> TargetSessionAttrs {
-        match self {
-            Self::Writable => TargetSessionAttrs::ReadWrite,
-            Self::ReadOnly => TargetSessionAttrs::ReadOnly,
-        }
-    }
-}
-
 /// How the login through the relay ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Outcome {
@@ -61,7 +32,7 @@ pub(super) enum Outcome {
 pub(super) async fn through_login<L, U>(
     local: &mut L,
     upstream: &mut U,
-    wanted: Wanted,
+    wanted: TargetSessionAttrs,
 ) -> io::Result<Outcome>
 where
     L: AsyncRead + AsyncWrite + Unpin,
@@ -95,7 +66,11 @@ where
 }
 
 /// Asks the server, reads its answers up to ReadyForQuery, and judges.
-async fn check<L, U>(local: &mut L, upstream: &mut U, wanted: Wanted) -> io::Result<Option<String>>
+async fn check<L, U>(
+    local: &mut L,
+    upstream: &mut U,
+    wanted: TargetSessionAttrs,
+) -> io::Result<Option<String>>
 where
     L: AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -114,17 +89,8 @@ where
             _ => {}
         }
     }
-    Ok(verdict(wanted, value.as_deref(), failure.as_deref()))
-}
-
-/// Why the session is refused, or `None` when it is what `wanted` asks: the core's verdict,
-/// the same text the other adapters give.
-pub(super) fn verdict(
-    wanted: Wanted,
-    value: Option<&str>,
-    failure: Option<&str>,
-) -> Option<String> {
-    wanted.attrs().refusal(value, failure)
+    // The core's verdict: the same text the other adapters give.
+    Ok(wanted.refusal(value.as_deref(), failure.as_deref()))
 }
 
 /// Whether an Authentication message asks the client for something: cleartext (3), MD5 (5),

@@ -1,60 +1,8 @@
-//! The check's verdicts and the message parsing it rests on; the relay against a real server
-//! is tested through the engines (tests/emulator).
+//! The message parsing the session check rests on (the verdict is the core's,
+//! `TargetSessionAttrs::refusal`); the relay against a real server is tested through the
+//! engines (tests/emulator).
 
 use super::*;
-
-#[test]
-fn verdicts_follow_libpq() {
-    use Wanted::{ReadOnly, Writable};
-    for (wanted, value, failure, refused_with) in [
-        (Writable, Some("off"), None, None),
-        (ReadOnly, Some("on"), None, None),
-        (Writable, Some("on"), None, Some("the server is read-only")),
-        (
-            ReadOnly,
-            Some("off"),
-            None,
-            Some("the server accepts writes"),
-        ),
-        (Writable, None, None, Some("not on or off")),
-        (ReadOnly, Some("maybe"), None, Some("not on or off")),
-        (
-            Writable,
-            Some("off"),
-            Some("boom"),
-            Some("with an error (boom)"),
-        ),
-    ] {
-        let verdict = verdict(wanted, value, failure);
-        match refused_with {
-            None => assert_eq!(verdict, None, "{wanted:?} {value:?}"),
-            Some(part) => {
-                let message = verdict.expect("refused");
-                assert!(message.contains(part), "{message}");
-                assert!(
-                    message.starts_with(&format!(
-                        "target_session_attrs={} (PGTARGETSESSIONATTRS)",
-                        wanted.attrs().as_str()
-                    )),
-                    "{message}"
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn only_the_known_attributes_are_checked() {
-    assert_eq!(Wanted::for_attrs(TargetSessionAttrs::Any), Ok(None));
-    assert_eq!(
-        Wanted::for_attrs(TargetSessionAttrs::ReadWrite),
-        Ok(Some(Wanted::Writable))
-    );
-    assert_eq!(
-        Wanted::for_attrs(TargetSessionAttrs::ReadOnly),
-        Ok(Some(Wanted::ReadOnly))
-    );
-}
 
 fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];

@@ -21,15 +21,14 @@ pub(crate) struct Keepalive {
 }
 
 impl Keepalive {
-    /// The settings' keepalives. Zero means the system's value, as libpq documents (the
-    /// system would refuse a zero).
+    /// The settings' keepalives (their getters already read a zero as the system's value, as
+    /// libpq documents).
     pub(crate) fn from_settings(settings: &Settings) -> Self {
-        let given = |d: Option<Duration>| d.filter(|d| !d.is_zero());
         Self {
             on: settings.get_keepalives(),
-            idle: given(settings.get_keepalives_idle()),
-            interval: given(settings.get_keepalives_interval()),
-            count: settings.get_keepalives_count().filter(|&c| c > 0),
+            idle: settings.get_keepalives_idle(),
+            interval: settings.get_keepalives_interval(),
+            count: settings.get_keepalives_count(),
         }
     }
 

@@ -133,6 +133,7 @@ impl fmt::Debug for DsqlVerifyParams {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("now", &self.now)
             .field("max_expires", &self.max_expires)
+            .field("max_future_skew", &self.max_future_skew)
             .finish()
     }
 }

@@ -71,7 +71,6 @@ impl AwsSource {
             provider,
             region: Region::new(region),
             host,
-            port: 0,
             user: user.to_string(),
             signer: Signer::Dsql { expires },
             time_source: SharedTimeSource::new(SystemTimeSource::new()),

@@ -275,12 +275,6 @@ impl AwsOptions {
         self.dsql_token_expires
             .unwrap_or(dsql::DEFAULT_TOKEN_EXPIRES)
     }
-
-    /// Whether the DSQL token lifetime was set (`PGAUTH_DSQL_TOKEN_EXPIRES`).
-    #[must_use]
-    pub fn is_dsql_token_expires_set(&self) -> bool {
-        self.dsql_token_expires.is_some()
-    }
 }
 
 #[cfg(test)]

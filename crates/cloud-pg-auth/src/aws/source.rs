@@ -34,7 +34,6 @@ pub struct AwsSource {
     pub(super) provider: SharedCredentialsProvider,
     pub(super) region: Region,
     pub(super) host: String,
-    pub(super) port: u16,
     pub(super) user: String,
     pub(super) signer: Signer,
     pub(super) time_source: SharedTimeSource,
@@ -46,7 +45,10 @@ pub struct AwsSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Signer {
     /// An RDS `connect` token for `host:port` and `DBUser`, 900 s.
-    Rds,
+    Rds {
+        /// The port signed with the host.
+        port: u16,
+    },
     /// An Aurora DSQL `DbConnect`/`DbConnectAdmin` token for the host alone.
     Dsql {
         /// `X-Amz-Expires`.
@@ -58,7 +60,7 @@ impl Signer {
     /// How long a token signed now is valid, credentials aside.
     fn lifetime(self) -> Duration {
         match self {
-            Self::Rds => TOKEN_LIFETIME,
+            Self::Rds { .. } => TOKEN_LIFETIME,
             Self::Dsql { expires } => expires,
         }
     }
@@ -127,9 +129,8 @@ impl AwsSource {
             provider,
             region: Region::new(region),
             host,
-            port,
             user: user.to_string(),
-            signer: Signer::Rds,
+            signer: Signer::Rds { port },
             time_source: SharedTimeSource::new(SystemTimeSource::new()),
             origin: info.label(),
             info,
@@ -149,10 +150,13 @@ impl AwsSource {
         self.region.as_ref()
     }
 
-    /// The `host:port` signed for.
+    /// The host signed for, and the port signed with it (RDS; a DSQL token signs no port).
     #[must_use]
-    pub fn signing_target(&self) -> (&str, u16) {
-        (&self.host, self.port)
+    pub fn signing_target(&self) -> (&str, Option<u16>) {
+        match self.signer {
+            Signer::Rds { port } => (&self.host, Some(port)),
+            Signer::Dsql { .. } => (&self.host, None),
+        }
     }
 
     fn target_for(
@@ -199,7 +203,7 @@ impl TokenSource for AwsSource {
             None => now + self.signer.lifetime(),
         };
         let token = match self.signer {
-            Signer::Rds => self.sign_rds(credentials).await?,
+            Signer::Rds { port } => self.sign_rds(credentials, port).await?,
             Signer::Dsql { expires } => self.sign_dsql(credentials, expires, now)?,
         };
         let details = TokenDetails {
@@ -219,11 +223,11 @@ impl TokenSource for AwsSource {
 }
 
 impl AwsSource {
-    async fn sign_rds(&self, credentials: Credentials) -> Result<Secret, TokenError> {
+    async fn sign_rds(&self, credentials: Credentials, port: u16) -> Result<Secret, TokenError> {
         let config = TokenConfig::builder()
             .credentials(credentials)
             .hostname(self.host.clone())
-            .port(u64::from(self.port))
+            .port(u64::from(port))
             .region(self.region.clone())
             .username(self.user.clone())
             .expires_in(TOKEN_LIFETIME.as_secs())

@@ -12,8 +12,9 @@ use azure_core::error::ErrorKind;
 use azure_core::http::ClientMethodOptions;
 use azure_identity::ClientAssertion;
 
-use super::limits::{MAX_FEDERATED_TOKEN_FILE, read_file};
+use super::limits::MAX_FEDERATED_TOKEN_FILE;
 use crate::error::ConfigError;
+use crate::input::read_file;
 
 /// The contents of `AZURE_FEDERATED_TOKEN_FILE`, as a client assertion.
 #[derive(Clone)]

@@ -15,20 +15,13 @@ use azure_core::http::{AsyncRawResponse, HttpClient, Request};
 use azure_core::time::OffsetDateTime;
 
 use super::AzureOptions;
-use super::limits::{
-    MAX_CA_FILE, MAX_CLI_OUTPUT, MAX_HTTP_BODY, read_body, read_file, read_stream,
-};
+use super::limits::{MAX_CA_FILE, MAX_CLI_OUTPUT, read_body, read_stream};
 use crate::error::{ConfigError, Error};
+use crate::http::MAX_HTTP_BODY;
+use crate::input::read_file;
 
-/// Connection set-up never waits longer than this (or the request timeout, if shorter).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Builds the HTTP client of one source.
-///
-/// Connection pooling is off: a token request happens a few times an hour, and an idle pooled
-/// connection is bound to the tokio runtime that opened it, which is how a credential used
-/// from a second runtime hangs (reqwest #1148/#2501, the "event loop is closed" class). Without
-/// a pool, every request opens its connection on the runtime it runs on.
+/// Builds the HTTP client of one source (see [`crate::http::build_client`]), trusting the
+/// certificates of `PGAUTH_AZURE_CA_FILE` too when it is set.
 ///
 /// `identity_endpoint`: the client talks to a managed identity endpoint (link-local IMDS or a
 /// local App Service endpoint), which must never go through an HTTP proxy.
@@ -36,15 +29,7 @@ pub(crate) fn build_client(
     options: &AzureOptions,
     identity_endpoint: bool,
 ) -> Result<Arc<dyn HttpClient>, Error> {
-    let mut builder = reqwest::Client::builder()
-        // The whole exchange is bounded by the source's fetch timeout; this only makes an
-        // address that does not answer fail sooner.
-        .connect_timeout(options.timeout.min(CONNECT_TIMEOUT))
-        .pool_max_idle_per_host(0)
-        .redirect(reqwest::redirect::Policy::none());
-    if identity_endpoint {
-        builder = builder.no_proxy();
-    }
+    let mut extra_roots = Vec::new();
     if let Some(path) = &options.ca_file {
         let pem = read_file(path, MAX_CA_FILE, "the file").map_err(|e| {
             ConfigError::new(
@@ -55,7 +40,7 @@ pub(crate) fn build_client(
                 ),
             )
         })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
             .ok()
             .filter(|certs| !certs.is_empty())
             .ok_or_else(|| {
@@ -67,12 +52,9 @@ pub(crate) fn build_client(
                     ),
                 )
             })?;
-        builder = builder.tls_certs_merge(certs);
     }
-    let client = builder.build().map_err(|e| Error::Tls {
-        message: "cannot build the https client for azure".to_string(),
-        source: Some(Box::new(e)),
-    })?;
+    let client =
+        crate::http::build_client(options.timeout, identity_endpoint, extra_roots, "azure")?;
     Ok(Arc::new(client))
 }
 

@@ -1,11 +1,11 @@
 //! Size limits on everything the Azure source reads from outside the process: HTTP bodies,
 //! the federated token file, the `az` CLI's output and the CA file. Whatever sends more is
 //! refused once the limit is passed, before it is all in memory: an endpoint, proxy or file
-//! that misbehaves costs at most the limit, never an allocation of its choosing.
+//! that misbehaves costs at most the limit, never an allocation of its choosing. The HTTP
+//! body limit and the file reader are the core's (`crate::http`, `crate::input`).
 
 use std::error::Error as StdError;
-use std::io::{self, Read};
-use std::path::Path;
+use std::io;
 
 use azure_core::error::ErrorKind;
 use azure_core::http::AsyncResponseBody;
@@ -13,10 +13,7 @@ use azure_core::http::headers::{HeaderName, Headers};
 use futures_util::StreamExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
-/// HTTP response bodies: a token answer is 2 to 8 KiB (the JWT plus a few fields; a user
-/// token with many claims stays well under 16 KiB) and an Entra or IMDS error under 2 KiB.
-/// 1 MiB leaves more than a hundredfold headroom and still bounds a fetch's memory.
-pub(crate) const MAX_HTTP_BODY: usize = 1 << 20;
+use crate::input::TooLarge;
 
 /// The workload identity token file: a Kubernetes projected service account token is 1 to
 /// 2 KiB. 64 KiB is generous for any issuer's assertion and far from any real file mistake
@@ -30,24 +27,6 @@ pub(crate) const MAX_CLI_OUTPUT: usize = 1 << 20;
 /// `PGAUTH_AZURE_CA_FILE`: the whole Mozilla root bundle as PEM is about 220 KiB, so 1 MiB
 /// holds any bundle a person would point at.
 pub(crate) const MAX_CA_FILE: usize = 1 << 20;
-
-/// Something sent more than its limit.
-#[derive(Debug, thiserror::Error)]
-#[error("{what} is larger than {}, the most this client reads", size(*.limit))]
-pub(crate) struct TooLarge {
-    pub(crate) what: &'static str,
-    pub(crate) limit: usize,
-}
-
-fn size(bytes: usize) -> String {
-    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
-        format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
-        format!("{} KiB", bytes >> 10)
-    } else {
-        format!("{bytes} bytes")
-    }
-}
 
 /// The [`TooLarge`] anywhere in an error chain, also inside an `io::Error`.
 pub(crate) fn too_large_in<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a TooLarge> {
@@ -103,21 +82,6 @@ pub(crate) async fn read_body(
     Ok(out)
 }
 
-/// Reads a file of at most `limit` bytes; a larger one is an `InvalidData` error holding a
-/// [`TooLarge`].
-pub(crate) fn read_file(path: &Path, limit: usize, what: &'static str) -> io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let mut out = Vec::new();
-    file.take(limit as u64 + 1).read_to_end(&mut out)?;
-    if out.len() > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            TooLarge { what, limit },
-        ));
-    }
-    Ok(out)
-}
-
 /// Reads a child's output stream to its end, refusing more than `limit` bytes (the caller
 /// then drops the child, which kills it).
 pub(crate) async fn read_stream(
@@ -138,32 +102,14 @@ pub(crate) async fn read_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::read_file;
 
     #[test]
-    fn sizes_print_in_their_unit() {
-        let text = |limit| TooLarge { what: "x", limit }.to_string();
-        assert_eq!(
-            text(MAX_HTTP_BODY),
-            "x is larger than 1 MiB, the most this client reads"
-        );
-        assert_eq!(
-            text(MAX_FEDERATED_TOKEN_FILE),
-            "x is larger than 64 KiB, the most this client reads"
-        );
-        assert_eq!(
-            text(100),
-            "x is larger than 100 bytes, the most this client reads"
-        );
-    }
-
-    #[test]
-    fn files_above_the_limit_are_refused_and_found_in_the_chain() {
+    fn files_above_the_limit_are_found_in_the_chain() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![b'a'; 10]).unwrap();
-        assert_eq!(read_file(&path, 10, "the file").unwrap().len(), 10);
         let e = read_file(&path, 9, "the file").unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         let wrapped = azure_core::Error::new(ErrorKind::Credential, e);
         let found = too_large_in(&wrapped).expect("found through io::Error");
         assert_eq!((found.what, found.limit), ("the file", 9));

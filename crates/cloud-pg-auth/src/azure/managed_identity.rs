@@ -14,10 +14,11 @@ use std::time::{Duration, SystemTime};
 use azure_core::http::{HttpClient, Method, Request, Url};
 
 use super::http::retry_after;
-use super::limits::{MAX_HTTP_BODY, read_body, too_large_in};
+use super::limits::{read_body, too_large_in};
 use super::{ManagedIdentityEndpoint, UserAssigned};
 use crate::Secret;
 use crate::error::{ConfigError, TokenError, TokenErrorKind};
+use crate::http::{MAX_HTTP_BODY, describe_json};
 
 /// The VM instance metadata service's token endpoint.
 pub(crate) const IMDS_URL: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
@@ -248,38 +249,10 @@ fn parse_token(body: &[u8], now: SystemTime) -> Result<RawToken, String> {
 }
 
 /// The error text an endpoint sent: `error_description (error)`, `message (code)` or
-/// `message`; one line of at most 300 characters. `None` when the body says nothing usable.
-pub(crate) fn describe_error(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let text = |v: Option<&serde_json::Value>| {
-        v.and_then(serde_json::Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let (description, code) = match value.get("error") {
-        Some(serde_json::Value::Object(inner)) => {
-            (text(inner.get("message")), text(inner.get("code")))
-        }
-        error => (
-            text(value.get("error_description"))
-                .or_else(|| text(value.get("message")))
-                .or_else(|| text(value.get("Message"))),
-            text(error),
-        ),
-    };
-    let said = match (description, code) {
-        (Some(d), Some(c)) => format!("{d} ({c})"),
-        (Some(d), None) => d,
-        (None, Some(c)) => c,
-        (None, None) => return None,
-    };
-    let one_line: String = said
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    Some(one_line)
+/// `message`; one line of at most 300 characters. `None` when the body says nothing usable
+/// (not JSON, or JSON without those fields).
+fn describe_error(body: &[u8]) -> Option<String> {
+    describe_json(&serde_json::from_slice(body).ok()?)
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 //! the other types are refused.
 
 use std::fmt;
-use std::io::Read as _;
-use std::net::IpAddr;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -17,6 +15,7 @@ use super::jwt::RsaKey;
 use super::username::username_from_email;
 use crate::Secret;
 use crate::error::ConfigError;
+use crate::input::{http_url, is_loopback, read_file};
 
 /// A credentials file is a few KiB (a service account key about 2.3 KiB); 64 KiB is far
 /// above any real one and far below a log or binary put in its place by mistake.
@@ -142,7 +141,7 @@ impl CredentialsFile {
     ///
     /// A [`ConfigError`] for `setting` naming the file and what is wrong with it.
     pub fn read(path: &Path, setting: &str) -> Result<Self, ConfigError> {
-        let bytes = read_limited(path).map_err(|e| {
+        let bytes = read_file(path, MAX_CREDENTIALS_FILE, "the file").map_err(|e| {
             ConfigError::new(
                 setting,
                 format!(
@@ -204,20 +203,6 @@ impl CredentialsFile {
             Self::Impersonated(_) => "impersonated_service_account",
         }
     }
-}
-
-fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_CREDENTIALS_FILE as u64 + 1)
-        .read_to_end(&mut out)?;
-    if out.len() > MAX_CREDENTIALS_FILE {
-        return Err(std::io::Error::other(format!(
-            "the file is larger than {} KiB, the most a credentials file can be",
-            MAX_CREDENTIALS_FILE >> 10
-        )));
-    }
-    Ok(out)
 }
 
 /// A non-empty string field, or a message naming it.
@@ -307,26 +292,5 @@ fn token_uri(object: &Map<String, Value>) -> Result<String, String> {
 
 /// Whether `uri` may receive credentials: `https://host/...`, or `http://` to loopback.
 pub(crate) fn check_token_uri(uri: &str) -> bool {
-    let (https, rest) = match (uri.strip_prefix("https://"), uri.strip_prefix("http://")) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (false, rest),
-        (None, None) => return false,
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return false;
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    if host.is_empty() {
-        return false;
-    }
-    https || is_loopback(host)
-}
-
-pub(crate) fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    http_url(uri).is_some_and(|url| url.https || is_loopback(url.host))
 }

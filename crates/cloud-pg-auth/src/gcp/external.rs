@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::credentials::{check_token_uri, field, optional_field};
 use super::impersonated::{Impersonation, impersonation};
 use crate::Secret;
+use crate::input::http_url;
 
 /// Google's Security Token Service: the default `token_url` of `external_account` files.
 pub const GOOGLE_STS_URL: &str = "https://sts.googleapis.com/v1/token";
@@ -264,7 +265,8 @@ fn credential_source(
         }
         (Some(path), None) => SubjectTokenSource::File(PathBuf::from(path)),
         (None, Some(url)) => {
-            if !is_http_url(url) {
+            // Subject token URLs are often plain HTTP to a local metadata service.
+            if http_url(url).is_none() {
                 return Err(format!(
                     "credential_source.url {url:?} is not an http or https url"
                 ));
@@ -358,20 +360,6 @@ fn token_lifetime(object: &Map<String, Value>) -> Result<u64, String> {
                     .to_string()
             }),
     }
-}
-
-/// Whether a URL is `http://host...` or `https://host...` (subject token URLs are often
-/// plain HTTP to a local metadata service).
-fn is_http_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    rest.is_some_and(|rest| {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        !authority.is_empty()
-            && !authority.contains('@')
-            && !url.chars().any(|c| c.is_whitespace() || c.is_control())
-    })
 }
 
 /// Workforce pools (users) have audiences `//iam.googleapis.com/locations/L/workforcePools/...`.

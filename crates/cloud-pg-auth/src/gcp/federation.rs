@@ -3,7 +3,6 @@
 //! `generateAccessToken` for a service account's token. Every secret on the way (subject
 //! token, federated token, source token) stays a [`Secret`] and out of messages.
 
-use std::io::Read as _;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -11,13 +10,15 @@ use serde_json::{Value, json};
 
 use super::external::{ExternalAccount, SubjectTokenFormat, SubjectTokenSource};
 use super::http::{
-    MAX_HTTP_BODY, Reply, TokenAnswer, describe, error_code, form, kind_of, parse_token, send,
-    send_error, with_retry,
+    Reply, TokenAnswer, describe, error_code, form, kind_of, parse_token, send, send_error,
+    with_retry,
 };
 use super::impersonated::Impersonation;
 use super::time::parse_rfc3339;
 use crate::Secret;
 use crate::error::{TokenError, TokenErrorKind};
+use crate::http::MAX_HTTP_BODY;
+use crate::input::{http_url, read_file};
 
 /// The STS grant type (RFC 8693 token exchange).
 pub(crate) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -33,7 +34,7 @@ pub(crate) async fn subject_token(
     let (content, location) = match &account.source {
         SubjectTokenSource::File(path) => {
             // A plain read: the file is a few KiB on a local (often in-memory) volume.
-            let content = read_file(path).map_err(|e| {
+            let content = read_file(path, MAX_HTTP_BODY, "the file").map_err(|e| {
                 TokenError::new(
                     TokenErrorKind::Config,
                     origin,
@@ -85,20 +86,6 @@ pub(crate) async fn subject_token(
             ),
         )
     })
-}
-
-fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_HTTP_BODY as u64 + 1)
-        .read_to_end(&mut out)?;
-    if out.len() > MAX_HTTP_BODY {
-        return Err(std::io::Error::other(format!(
-            "it is larger than {} MiB, more than any subject token",
-            MAX_HTTP_BODY >> 20
-        )));
-    }
-    Ok(out)
 }
 
 /// The token in a file's or URL's content, by the format; the message says what is wrong
@@ -306,18 +293,11 @@ fn said(reply: &Reply, secrets: &[&Secret]) -> String {
 /// Whether a subject token URL is on this machine or its link (a local metadata service):
 /// such a URL is never sent through a proxy.
 pub(crate) fn is_local_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .unwrap_or_default();
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| match ip {
-            IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
-            IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xffc0) == 0xfe80,
-        })
+    http_url(url).is_some_and(|url| {
+        url.host.eq_ignore_ascii_case("localhost")
+            || url.host.parse::<IpAddr>().is_ok_and(|ip| match ip {
+                IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+                IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xffc0) == 0xfe80,
+            })
+    })
 }

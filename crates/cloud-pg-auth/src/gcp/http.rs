@@ -2,40 +2,22 @@
 //! size limit, token answers parsed, and failures sorted into kinds with a message that says
 //! what to check.
 
+use std::fmt;
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::Secret;
 use crate::error::{Error, TokenError, TokenErrorKind};
+use crate::http::{MAX_HTTP_BODY, describe_json, one_line};
 
-/// A token answer is under 2 KiB and an error under 1 KiB; 1 MiB bounds a fetch's memory
-/// with a wide margin, whatever a misbehaving endpoint or proxy sends.
-pub(crate) const MAX_HTTP_BODY: usize = 1 << 20;
-
-/// Connection set-up never waits longer than this (or the request timeout, if shorter).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Builds the HTTP client of one source.
-///
-/// No connection pool (a token request happens about once an hour, and a pooled connection
-/// is bound to the runtime that opened it), no redirects (credentials never follow one),
-/// and for the metadata server no proxy: it is a link-local or loopback address.
+/// Builds the HTTP client of one source (see [`crate::http::build_client`]); for the
+/// metadata server, a link-local or loopback address, without proxy.
 pub(crate) fn build_client(
     timeout: Duration,
     metadata_server: bool,
 ) -> Result<reqwest::Client, Error> {
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(timeout.min(CONNECT_TIMEOUT))
-        .pool_max_idle_per_host(0)
-        .redirect(reqwest::redirect::Policy::none());
-    if metadata_server {
-        builder = builder.no_proxy();
-    }
-    builder.build().map_err(|e| Error::Tls {
-        message: "cannot build the https client for google".to_string(),
-        source: Some(Box::new(e)),
-    })
+    crate::http::build_client(timeout, metadata_server, Vec::new(), "google")
 }
 
 /// `application/x-www-form-urlencoded` body of `pairs`.
@@ -60,11 +42,21 @@ pub(crate) fn encode(value: &str) -> String {
 }
 
 /// A response, its body read up to [`MAX_HTTP_BODY`].
-#[derive(Debug)]
 pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) body: Vec<u8>,
+}
+
+/// The body's length only: a successful answer holds an access token.
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("retry_after", &self.retry_after)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// Why no reply came: the request failed, or the body was over the limit.
@@ -168,34 +160,16 @@ pub(crate) fn error_code(body: &[u8]) -> Option<String> {
     }
 }
 
-/// What a failed answer said, on one line of at most 300 characters: `description (code)`,
-/// or the start of a text body (the metadata server answers in text).
+/// What a failed answer said, on one line of at most 300 characters: `description (code)`
+/// of a JSON body, or the start of a text body (the metadata server answers in text).
 pub(crate) fn describe(body: &[u8]) -> Option<String> {
-    let text = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(value) => {
-            let field = |v: Option<&serde_json::Value>| {
-                v.and_then(serde_json::Value::as_str)
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-            };
-            let description = field(value.get("error_description"))
-                .or_else(|| field(value.get("error").and_then(|e| e.get("message"))));
-            match (description, error_code(body)) {
-                (Some(d), Some(c)) => format!("{d} ({c})"),
-                (Some(d), None) => d,
-                (None, Some(c)) => c,
-                (None, None) => return None,
-            }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => describe_json(&value),
+        Err(_) => {
+            let text = one_line(String::from_utf8_lossy(body).trim());
+            (!text.is_empty()).then_some(text)
         }
-        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
-    };
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    (!one_line.is_empty()).then_some(one_line)
+    }
 }
 
 /// `HTTP 400: text` or `HTTP 400`.
@@ -206,8 +180,10 @@ pub(crate) fn status_text(reply: &Reply) -> String {
     }
 }
 
-/// The kind of a failed answer by status: 429 throttled, 5xx and 404/408 transient, the
-/// other 4xx rejected (asking again will not help soon).
+/// The kind of a failed answer by status: 429 throttled, 408 and 5xx transient, the other
+/// 4xx rejected (asking again will not help soon). 404 is rejected too: from the metadata
+/// server it means no service account is attached, a configuration problem that retrying
+/// does not fix (and from IAM, an impersonated service account that does not exist).
 pub(crate) fn kind_of(status: u16) -> TokenErrorKind {
     match status {
         429 => TokenErrorKind::Throttled,

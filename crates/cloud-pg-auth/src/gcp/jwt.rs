@@ -63,6 +63,9 @@ impl RsaKey {
     }
 }
 
+/// How far `iat` is back-dated.
+const ISSUED_EARLIER: Duration = Duration::from_secs(10);
+
 /// The JOSE header of an assertion.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub(crate) struct AssertionHeader<'a> {
@@ -72,7 +75,7 @@ pub(crate) struct AssertionHeader<'a> {
 }
 
 /// The claims of an assertion: the service account, the scope asked for, the token
-/// endpoint as audience, and a lifetime of one hour (Google's maximum).
+/// endpoint as audience, and a lifetime of one hour (Google's maximum) from `iat`.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub(crate) struct AssertionClaims<'a> {
     pub(crate) iss: &'a str,
@@ -84,10 +87,13 @@ pub(crate) struct AssertionClaims<'a> {
 
 impl<'a> AssertionClaims<'a> {
     pub(crate) fn new(key: &'a ServiceAccountKey, scope: &'a str, now: SystemTime) -> Self {
+        // Issued a little in the past, as Google's Go oauth2 library does: Google refuses an
+        // assertion issued in its future, so a clock slightly ahead would fail every fetch.
         let iat = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
-            .as_secs();
+            .as_secs()
+            .saturating_sub(ISSUED_EARLIER.as_secs());
         Self {
             iss: &key.client_email,
             scope,

@@ -45,7 +45,7 @@ pub struct GcpSource {
 
 enum Backend {
     /// The metadata server: `base` is `http://{host}{METADATA_PATH}`; the service account's
-    /// email is asked once, when a user name must be derived from it.
+    /// email is asked once, and only when a user name must be derived from it (no `PGUSER`).
     Metadata {
         client: reqwest::Client,
         base: String,
@@ -237,8 +237,9 @@ impl GcpSource {
                 let url = format!("{base}/token?scopes={}", encode(self.scope()));
                 let reply = self.metadata_get(client, &url).await?;
                 let answer = self.metadata_token(&reply)?;
+                // The cell is filled only here, when no PGUSER is set: with one, no email.
                 let email = match &self.user {
-                    Some(_) => email.get().cloned(),
+                    Some(_) => None,
                     None => Some(
                         email
                             .get_or_try_init(|| self.metadata_email(client, base))
@@ -511,13 +512,6 @@ impl TokenSource for GcpSource {
                 ));
             }
         };
-        if answer.secret.is_empty() {
-            return Err(TokenError::new(
-                TokenErrorKind::Transient,
-                &self.origin,
-                "google returned an empty token",
-            ));
-        }
         Ok(finish(answer, email.as_deref(), SystemTime::now()))
     }
 

@@ -388,8 +388,9 @@ fn assertions_have_the_jwt_bearer_shape() {
             "iss": "app@proj.iam.gserviceaccount.com",
             "scope": scope,
             "aud": "http://127.0.0.1:9/token",
-            "iat": 1_700_000_000u64,
-            "exp": 1_700_003_600u64,
+            // Back-dated 10 s, for a clock slightly ahead of Google's.
+            "iat": 1_699_999_990u64,
+            "exp": 1_700_003_590u64,
         })
     );
     // A 2048-bit RSA signature; the emulator's token endpoint verifies it (tests/gcp.rs).

@@ -21,19 +21,19 @@ pub fn username_from_email(email: &str) -> Option<String> {
     if email.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return None;
     }
-    let name = match email.len().checked_sub(SERVICE_ACCOUNT_SUFFIX.len()) {
-        Some(cut)
-            if email.is_char_boundary(cut)
-                && email[cut..].eq_ignore_ascii_case(SERVICE_ACCOUNT_SUFFIX) =>
-        {
-            &email[..cut]
-        }
-        _ => email,
-    };
+    let name = strip_service_account_suffix(email).unwrap_or(email);
     if name.ends_with('@') {
         return None;
     }
     Some(truncate(name, MAX_USERNAME_LEN).to_string())
+}
+
+/// `name` without a trailing [`SERVICE_ACCOUNT_SUFFIX`] (any case), or `None` when it does
+/// not end with it. Settings use it too, to refuse a `PGUSER` that keeps the suffix.
+pub(crate) fn strip_service_account_suffix(name: &str) -> Option<&str> {
+    let cut = name.len().checked_sub(SERVICE_ACCOUNT_SUFFIX.len())?;
+    (name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(SERVICE_ACCOUNT_SUFFIX))
+        .then(|| &name[..cut])
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.

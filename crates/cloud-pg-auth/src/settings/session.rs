@@ -200,26 +200,35 @@ impl Settings {
         self.keepalives
     }
 
-    /// The idle time before the first keepalive probe (`keepalives_idle`), as set.
+    /// The idle time before the first keepalive probe (`keepalives_idle`); `None` when unset
+    /// or zero, which libpq documents as the system's default (the system refuses a zero).
     #[must_use]
     pub fn get_keepalives_idle(&self) -> Option<Duration> {
-        self.keepalives_idle
+        self.keepalives_idle.filter(|d| !d.is_zero())
     }
 
-    /// The time between keepalive probes (`keepalives_interval`), as set.
+    /// The time between keepalive probes (`keepalives_interval`); `None` when unset or zero
+    /// (the system's default).
     #[must_use]
     pub fn get_keepalives_interval(&self) -> Option<Duration> {
-        self.keepalives_interval
+        self.keepalives_interval.filter(|d| !d.is_zero())
     }
 
-    /// How many unanswered probes drop the connection (`keepalives_count`), as set.
+    /// How many unanswered probes drop the connection (`keepalives_count`); `None` when unset
+    /// or zero (the system's default).
     #[must_use]
     pub fn get_keepalives_count(&self) -> Option<u32> {
-        self.keepalives_count
+        self.keepalives_count.filter(|&c| c > 0)
     }
 
     /// The checks [`Settings::validate`] makes of these options.
     pub(super) fn validate_session(&self) -> Result<(), ConfigError> {
+        if self.options.as_deref().is_some_and(|o| o.contains('\0')) {
+            return Err(ConfigError::new(
+                "PGOPTIONS",
+                "contains a NUL byte, which cannot reach the server; remove it",
+            ));
+        }
         self.get_option_pairs().map(drop)
     }
 }
@@ -365,6 +374,13 @@ mod tests {
         assert_eq!(s.get_keepalives_idle(), Some(Duration::from_secs(30)));
         assert_eq!(s.get_keepalives_interval(), Some(Duration::from_secs(5)));
         assert_eq!(s.get_keepalives_count(), Some(3));
+        // libpq: zero means the system's default, for every adapter.
+        for key in ["keepalives_idle", "keepalives_interval", "keepalives_count"] {
+            assert!(s.apply_session_param(key, "0", "url").unwrap(), "{key}");
+        }
+        assert_eq!(s.get_keepalives_idle(), None);
+        assert_eq!(s.get_keepalives_interval(), None);
+        assert_eq!(s.get_keepalives_count(), None);
         assert!(!s.apply_session_param("sslcert", "x", "url").unwrap());
         for (key, value) in [
             ("target_session_attrs", "primary"),
@@ -410,5 +426,47 @@ mod tests {
         let connector = CredentialConfig::new(off).build_connector().await.unwrap();
         assert!(!connector.config().get_keepalives());
         assert_eq!(connector.config().get_target_session_attrs(), Pg::Any);
+    }
+
+    #[test]
+    fn session_refusals_follow_libpq() {
+        use TargetSessionAttrs::{ReadOnly, ReadWrite};
+        for (wanted, value, failure, refused_with) in [
+            (ReadWrite, Some("off"), None, None),
+            (ReadOnly, Some("on"), None, None),
+            (ReadWrite, Some("on"), None, Some("the server is read-only")),
+            (
+                ReadOnly,
+                Some("off"),
+                None,
+                Some("the server accepts writes"),
+            ),
+            (ReadWrite, None, None, Some("not on or off")),
+            (ReadOnly, Some("maybe"), None, Some("not on or off")),
+            (
+                ReadWrite,
+                Some("off"),
+                Some("boom"),
+                Some("with an error (boom)"),
+            ),
+        ] {
+            let verdict = wanted.refusal(value, failure);
+            match refused_with {
+                None => assert_eq!(verdict, None, "{wanted:?} {value:?}"),
+                Some(part) => {
+                    let message = verdict.expect("refused");
+                    assert!(message.contains(part), "{message}");
+                    assert!(
+                        message.starts_with(&format!(
+                            "target_session_attrs={} (PGTARGETSESSIONATTRS)",
+                            wanted.as_str()
+                        )),
+                        "{message}"
+                    );
+                }
+            }
+        }
+        // `any` is never checked.
+        assert_eq!(TargetSessionAttrs::Any.refusal(Some("on"), None), None);
     }
 }

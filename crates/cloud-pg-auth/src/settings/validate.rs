@@ -1,11 +1,11 @@
 //! Checking settings together, with errors that name the setting to change.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use super::parse::HOST_LIST;
 use super::{AuthMethod, RootCerts, Settings, SslMode};
 use crate::error::ConfigError;
+use crate::input::is_loopback;
 
 impl Settings {
     /// The method in force: `method` itself, or what `Auto` picks from the settings.
@@ -299,16 +299,13 @@ impl Settings {
             return Ok(());
         };
         let suffix = crate::gcp::SERVICE_ACCOUNT_SUFFIX;
-        let cut = user.len().saturating_sub(suffix.len());
-        if user.len() > suffix.len()
-            && user.is_char_boundary(cut)
-            && user[cut..].eq_ignore_ascii_case(suffix)
+        if let Some(stem) =
+            crate::gcp::strip_service_account_suffix(user).filter(|stem| !stem.is_empty())
         {
             return Err(ConfigError::new(
                 "PGUSER",
                 format!(
-                    "{user:?} keeps {suffix}, but a service account's database user is its email without it; set PGUSER={:?} or unset PGUSER to derive it",
-                    &user[..cut]
+                    "{user:?} keeps {suffix}, but a service account's database user is its email without it; set PGUSER={stem:?} or unset PGUSER to derive it"
                 ),
             ));
         }
@@ -379,12 +376,4 @@ impl Settings {
             None => format!("{:?}", self.host.as_deref().unwrap_or_default()),
         }
     }
-}
-
-/// Whether `host` is `localhost` or a loopback IP address.
-#[must_use]
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

@@ -158,8 +158,9 @@ pub async fn migrations_run_as_a_password_owner<A: Adapter>() {
     emulator
         .postgres()
         .execute_admin(&format!(
-            "REVOKE rds_iam FROM {o}; ALTER ROLE {o} PASSWORD '{password}'",
-            o = quote_ident(&owner)
+            "REVOKE rds_iam FROM {o}; ALTER ROLE {o} PASSWORD '{p}'",
+            o = quote_ident(&owner),
+            p = password.replace('\'', "''")
         ))
         .await
         .expect("the owner gets a password");

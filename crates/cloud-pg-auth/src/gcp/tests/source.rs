@@ -197,6 +197,19 @@ fn statuses_sort_into_kinds() {
 }
 
 #[test]
+fn replies_debug_without_their_body() {
+    let reply = Reply {
+        status: 200,
+        retry_after: None,
+        body: br#"{"access_token":"ya29.secret","expires_in":3599}"#.to_vec(),
+    };
+    let shown = format!("{reply:?}");
+    assert!(!shown.contains("ya29.secret"), "{shown}");
+    assert!(shown.contains("status: 200"), "{shown}");
+    assert!(shown.contains("body_len: 48"), "{shown}");
+}
+
+#[test]
 fn forms_are_percent_encoded() {
     assert_eq!(
         form(&[("grant_type", "urn:a b"), ("x", "1+2=3&")]),
