@@ -112,6 +112,31 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// `--flag=value` as the flag and its inline value; any other argument as it is.
+fn split_flag(arg: &str) -> (&str, Option<String>) {
+    match arg.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
+        _ => (arg, None),
+    }
+}
+
+/// The value of `flag`: its inline value, else the next argument (`i` moves past it).
+fn flag_value(
+    args: &[&str],
+    i: &mut usize,
+    inline: Option<String>,
+    topic: Topic,
+    flag: &str,
+) -> Result<String, UsageError> {
+    if let Some(value) = inline {
+        return Ok(value);
+    }
+    *i += 1;
+    args.get(*i)
+        .map(|v| (*v).to_string())
+        .ok_or_else(|| usage(topic, format!("{flag} needs a value")))
+}
+
 fn usage(topic: Topic, message: impl Into<String>) -> UsageError {
     UsageError {
         message: message.into(),
@@ -280,10 +305,7 @@ fn parse_proxy(args: &[&str]) -> Result<ProxyArgs, UsageError> {
     let mut i = 0;
     while i < args.len() {
         let arg = args[i];
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg, None),
-        };
+        let (flag, inline) = split_flag(arg);
         match flag {
             "--allow-remote" | "--print-env" if inline.is_none() => {
                 if flag == "--allow-remote" {
@@ -305,15 +327,7 @@ fn parse_proxy(args: &[&str]) -> Result<ProxyArgs, UsageError> {
                 ));
             }
         }
-        let value = match inline {
-            Some(v) => v,
-            None => {
-                i += 1;
-                args.get(i)
-                    .map(|v| (*v).to_string())
-                    .ok_or_else(|| usage(Topic::Proxy, format!("{flag} needs a value")))?
-            }
-        };
+        let value = flag_value(args, &mut i, inline, Topic::Proxy, flag)?;
         let number = |what: &str| -> Result<u64, UsageError> {
             value.parse::<u64>().map_err(|_| {
                 usage(

@@ -3,7 +3,7 @@
 
 use cloud_pg_auth::gcp::GcpProduct;
 
-use super::{Topic, UsageError, usage};
+use super::{Topic, UsageError, flag_value, split_flag, usage};
 
 /// The cloud an administrator creates a role for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,10 +87,7 @@ pub(super) fn parse_create_role(args: &[&str]) -> Result<CreateRole, UsageError>
     while i < args.len() {
         let arg = args[i];
         // Both `--name X` and `--name=X`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg, None),
-        };
+        let (flag, inline) = split_flag(arg);
         let known = [
             "--method",
             "--name",
@@ -109,15 +106,7 @@ pub(super) fn parse_create_role(args: &[&str]) -> Result<CreateRole, UsageError>
                 ),
             ));
         }
-        let value = match inline {
-            Some(v) => v,
-            None => {
-                i += 1;
-                args.get(i)
-                    .map(|v| (*v).to_string())
-                    .ok_or_else(|| usage(Topic::Sql, format!("{flag} needs a value")))?
-            }
-        };
+        let value = flag_value(args, &mut i, inline, Topic::Sql, flag)?;
         let slot_taken = |taken: bool| -> Result<(), UsageError> {
             if taken {
                 Err(usage(Topic::Sql, format!("{flag} is given twice")))

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use cloud_pg_auth::gcp::{GcpProduct, SERVICE_ACCOUNT_SUFFIX};
+use cloud_pg_auth::gcp::{GcpProduct, SERVICE_ACCOUNT_SUFFIX, strip_service_account_suffix};
 
 use super::names::shown;
 use crate::args::CreateRole;
@@ -12,15 +12,11 @@ use crate::args::CreateRole;
 /// its principal the permission to log in.
 pub(super) fn create(sql: &mut String, request: &CreateRole) -> Result<(), String> {
     let name = request.name.as_str();
-    let cut = name.len().saturating_sub(SERVICE_ACCOUNT_SUFFIX.len());
-    if name.len() > SERVICE_ACCOUNT_SUFFIX.len()
-        && name.is_char_boundary(cut)
-        && name[cut..].eq_ignore_ascii_case(SERVICE_ACCOUNT_SUFFIX)
-    {
+    if let Some(stem) = strip_service_account_suffix(name).filter(|stem| !stem.is_empty()) {
         return Err(format!(
             "--name: {} keeps {SERVICE_ACCOUNT_SUFFIX}, but a service account's database user is its email without it: --name {}",
             shown(name),
-            shown(&name[..cut])
+            shown(stem)
         ));
     }
     if !name.contains('@') || name.chars().any(char::is_whitespace) {

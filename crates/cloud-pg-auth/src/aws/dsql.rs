@@ -105,11 +105,7 @@ pub(crate) fn signing_host(host: &str, setting: &str) -> Result<String, ConfigEr
             ),
         ));
     }
-    let valid = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if !valid {
+    if !super::is_signable_name(host) {
         return Err(ConfigError::new(
             setting,
             format!(

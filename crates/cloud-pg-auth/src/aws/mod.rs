@@ -95,6 +95,14 @@ pub fn validate_username(user: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Whether `host` is a name a token can carry unencoded (letters, digits, `-`, `.`, `_`).
+fn is_signable_name(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}
+
 /// Checks the host that goes into a token and brackets a bare IPv6 address.
 #[cfg(any(feature = "aws", test))]
 pub(crate) fn signing_host(host: &str, setting: &str) -> Result<String, ConfigError> {
@@ -107,11 +115,7 @@ pub(crate) fn signing_host(host: &str, setting: &str) -> Result<String, ConfigEr
     {
         return Ok(host.to_string());
     }
-    let valid = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if !valid {
+    if !is_signable_name(host) {
         return Err(ConfigError::new(
             setting,
             format!("{host:?} is not a host name that can be signed; use the rds endpoint name"),

@@ -54,8 +54,9 @@ pub use impersonated::{ImpersonatedCredentials, Impersonation, SourceCredentials
 pub use options::{
     CredentialsChoice, DEFAULT_METADATA_HOST, DEFAULT_TIMEOUT, ENV_VARS, GcpOptions,
 };
-pub(crate) use username::strip_service_account_suffix;
-pub use username::{MAX_USERNAME_LEN, SERVICE_ACCOUNT_SUFFIX, username_from_email};
+pub use username::{
+    MAX_USERNAME_LEN, SERVICE_ACCOUNT_SUFFIX, strip_service_account_suffix, username_from_email,
+};
 
 #[cfg(feature = "gcp")]
 mod federation;

@@ -29,8 +29,10 @@ pub fn username_from_email(email: &str) -> Option<String> {
 }
 
 /// `name` without a trailing [`SERVICE_ACCOUNT_SUFFIX`] (any case), or `None` when it does
-/// not end with it. Settings use it too, to refuse a `PGUSER` that keeps the suffix.
-pub(crate) fn strip_service_account_suffix(name: &str) -> Option<&str> {
+/// not end with it. Settings and `pgauth sql create-role` use it too, to refuse a user name
+/// that keeps the suffix.
+#[must_use]
+pub fn strip_service_account_suffix(name: &str) -> Option<&str> {
     let cut = name.len().checked_sub(SERVICE_ACCOUNT_SUFFIX.len())?;
     (name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(SERVICE_ACCOUNT_SUFFIX))
         .then(|| &name[..cut])
